@@ -1,0 +1,265 @@
+/**
+ * A small typed builder for ONNX graphs: values are names, every helper appends one node and returns its
+ * output. Weights enter through `weight()`, which references on-disk bytes as external data (never copying
+ * them into the model) and casts half-precision weights to float32 in-graph (ORT folds the cast at load).
+ */
+import * as path from 'node:path';
+import { SD3Error } from '../core/errors.js';
+import { BYTES_PER_ELEMENT, type DType, type Tensor, numel } from '../core/tensor.js';
+import type { WeightRef } from '../core/weights.js';
+import { type AttributeValue, type NodeProto, OnnxDataType, type TensorProto, type ValueInfoProto, encodeModel } from './proto.js';
+
+export type Value = string;
+export type Dim = number | string;
+
+export const ONNX_TYPE: Record<DType, OnnxDataType> = {
+  float32: OnnxDataType.FLOAT, float16: OnnxDataType.FLOAT16, bfloat16: OnnxDataType.BFLOAT16,
+  float64: OnnxDataType.DOUBLE, int8: OnnxDataType.INT8, uint8: OnnxDataType.UINT8, int16: OnnxDataType.INT16,
+  int32: OnnxDataType.INT32, int64: OnnxDataType.INT64, bool: OnnxDataType.BOOL,
+};
+
+export const OPSET = 21;
+export const MS_DOMAIN = 'com.microsoft';
+
+export interface BuiltModel {
+  readonly bytes: Uint8Array;
+  /** Folder the external-data locations are relative to (undefined when every weight is inline). */
+  readonly externalFolder: string | undefined;
+  readonly inputs: readonly string[];
+  readonly outputs: readonly string[];
+}
+
+export class GraphBuilder {
+  private readonly nodes: NodeProto[] = [];
+  private readonly inits: TensorProto[] = [];
+  private readonly ins: ValueInfoProto[] = [];
+  private readonly outs: ValueInfoProto[] = [];
+  private readonly weights = new Map<string, Value>();
+  private readonly consts = new Map<string, Value>();
+  private folder: string | undefined;
+  private counter = 0;
+  private scope: string[] = [];
+
+  constructor(readonly name: string) {}
+
+  /** Names nodes built inside `fn` under a scope (for readable profiles). */
+  within<T>(scope: string, fn: () => T): T {
+    this.scope.push(scope);
+    try { return fn(); } finally { this.scope.pop(); }
+  }
+
+  private fresh(hint: string): string {
+    return `${[...this.scope, hint].join('/')}_${this.counter++}`;
+  }
+
+  input(name: string, dtype: DType, dims: readonly Dim[]): Value {
+    this.ins.push({ name, elemType: ONNX_TYPE[dtype], dims });
+    return name;
+  }
+
+  output(value: Value, name: string, dtype: DType = 'float32', dims?: readonly Dim[]): void {
+    const n = value === name ? value : this.identity(value, name);
+    this.outs.push({ name: n, elemType: ONNX_TYPE[dtype], ...(dims ? { dims } : {}) });
+  }
+
+  private identity(x: Value, name: string): Value {
+    this.nodes.push({ opType: 'Identity', inputs: [x], outputs: [name], name: this.fresh('Identity') });
+    return name;
+  }
+
+  /** Appends a node with `nOut` outputs. */
+  nodeN(opType: string, inputs: readonly Value[], nOut: number, attributes?: Record<string, AttributeValue>, domain?: string): Value[] {
+    const name = this.fresh(opType);
+    const outputs = Array.from({ length: nOut }, (_, i) => `${name}:${i}`);
+    this.nodes.push({ opType, inputs, outputs, name, ...(attributes ? { attributes } : {}), ...(domain ? { domain } : {}) });
+    return outputs;
+  }
+
+  node(opType: string, inputs: readonly Value[], attributes?: Record<string, AttributeValue>, domain?: string): Value {
+    return this.nodeN(opType, inputs, 1, attributes, domain)[0]!;
+  }
+
+  // ---- constants and weights ----
+
+  /** A small inline constant (deduplicated by content). */
+  constant(t: Tensor): Value {
+    const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+    const key = `${t.dtype}|${t.shape.join(',')}|${Buffer.from(bytes).toString('base64')}`;
+    const hit = this.consts.get(key);
+    if (hit) return hit;
+    const name = this.fresh('const');
+    this.inits.push({ name, dataType: ONNX_TYPE[t.dtype], dims: t.shape, rawData: new Uint8Array(bytes) });
+    this.consts.set(key, name);
+    return name;
+  }
+
+  scalar(v: number, dtype: 'float32' | 'int64' = 'float32'): Value {
+    return dtype === 'float32'
+      ? this.constant({ dtype: 'float32', shape: [], data: new Float32Array([v]) })
+      : this.constant({ dtype: 'int64', shape: [], data: new BigInt64Array([BigInt(v)]) });
+  }
+
+  ints(v: readonly number[]): Value {
+    return this.constant({ dtype: 'int64', shape: [v.length], data: BigInt64Array.from(v.map(BigInt)) });
+  }
+
+  floats(v: readonly number[], shape: readonly number[] = [v.length]): Value {
+    return this.constant({ dtype: 'float32', shape, data: Float32Array.from(v) });
+  }
+
+  /** A stored tensor as an initializer in its own dtype (no cast), for int8 weights and scales. */
+  rawWeight(ref: WeightRef): Value {
+    const hit = this.weights.get(`raw:${ref.name}`);
+    if (hit) return hit;
+    const parts: Value[] = [];
+    if (ref.data) {
+      const name = this.fresh(`w:${ref.name}`);
+      this.inits.push({ name, dataType: ONNX_TYPE[ref.dtype], dims: ref.shape, rawData: ref.data });
+      parts.push(name);
+    } else {
+      const chunks = ref.chunks ?? [];
+      if (chunks.length === 0) throw new SD3Error(`weight "${ref.name}" has no data`);
+      const rowShape = ref.shape.slice(1);
+      const rowBytes = numel(rowShape) * BYTES_PER_ELEMENT[ref.dtype];
+      for (const c of chunks) {
+        const dir = path.dirname(c.file);
+        if (this.folder === undefined) this.folder = dir;
+        else if (this.folder !== dir) throw new SD3Error(`model ${this.name}: weights come from two folders (${this.folder} and ${dir}); one model takes one folder`);
+        const dims = chunks.length === 1 ? ref.shape : [c.length / rowBytes, ...rowShape];
+        const name = this.fresh(`w:${ref.name}`);
+        this.inits.push({ name, dataType: ONNX_TYPE[ref.dtype], dims, external: { location: path.basename(c.file), offset: c.offset, length: c.length } });
+        parts.push(name);
+      }
+    }
+    let v = parts.length === 1 ? parts[0]! : this.node('Concat', parts, { axis: 0 });
+    if (parts.length > 1 && ref.shape.length !== 1 + ref.shape.slice(1).length) v = this.reshape(v, ref.shape);
+    this.weights.set(`raw:${ref.name}`, v);
+    return v;
+  }
+
+  /** A stored tensor as a float32 value. */
+  weight(ref: WeightRef): Value {
+    const hit = this.weights.get(ref.name);
+    if (hit) return hit;
+    let v = this.rawWeight(ref);
+    if (ref.dtype !== 'float32') v = this.cast(v, 'float32');
+    this.weights.set(ref.name, v);
+    return v;
+  }
+
+  // ---- elementwise ----
+  add(a: Value, b: Value): Value { return this.node('Add', [a, b]); }
+  sub(a: Value, b: Value): Value { return this.node('Sub', [a, b]); }
+  mul(a: Value, b: Value): Value { return this.node('Mul', [a, b]); }
+  div(a: Value, b: Value): Value { return this.node('Div', [a, b]); }
+  neg(a: Value): Value { return this.node('Neg', [a]); }
+  exp(a: Value): Value { return this.node('Exp', [a]); }
+  sqrt(a: Value): Value { return this.node('Sqrt', [a]); }
+  sigmoid(a: Value): Value { return this.node('Sigmoid', [a]); }
+  tanh(a: Value): Value { return this.node('Tanh', [a]); }
+  cos(a: Value): Value { return this.node('Cos', [a]); }
+  sin(a: Value): Value { return this.node('Sin', [a]); }
+  silu(a: Value): Value { return this.mul(a, this.sigmoid(a)); }
+  /** x * sigmoid(1.702 x), CLIP-L's activation. */
+  quickGelu(a: Value): Value { return this.mul(a, this.sigmoid(this.mul(a, this.scalar(1.702)))); }
+  gelu(a: Value, approximate: 'none' | 'tanh' = 'none'): Value { return this.node('Gelu', [a], { approximate }); }
+  cast(a: Value, to: DType): Value { return this.node('Cast', [a], { to: ONNX_TYPE[to] }); }
+  clip(a: Value, lo: number, hi: number): Value { return this.node('Clip', [a, this.scalar(lo), this.scalar(hi)]); }
+
+  // ---- linear algebra ----
+  matmul(a: Value, b: Value): Value { return this.node('MatMul', [a, b]); }
+
+  /** y = x W^T + b for a PyTorch-layout weight W [out, in]. */
+  linear(x: Value, w: Value, b?: Value): Value {
+    const y = this.matmul(x, this.transpose(w, [1, 0]));
+    return b ? this.add(y, b) : y;
+  }
+
+  softmax(a: Value, axis = -1): Value { return this.node('Softmax', [a], { axis }); }
+
+  layerNorm(x: Value, scale: Value, bias: Value | undefined, eps: number, axis = -1): Value {
+    return this.node('LayerNormalization', bias ? [x, scale, bias] : [x, scale], { axis, epsilon: { float: eps } });
+  }
+
+  /** RMS normalisation over the last axis (T5-style: no mean subtraction, no bias). */
+  rmsNorm(x: Value, scale: Value, eps: number): Value {
+    return this.node('SimplifiedLayerNormalization', [x, scale], { axis: -1, epsilon: { float: eps } });
+  }
+
+  /** Normalises each of `groups` channel groups of an NCHW tensor over (channels in group, H, W); affine per channel. */
+  groupNorm(x: Value, groups: number, scale: Value, bias: Value, eps: number): Value {
+    const shape = this.shape(x);
+    const grouped = this.reshape(x, [0, groups, -1]);
+    const ones = this.floats(new Array(groups).fill(1));
+    const zeros = this.floats(new Array(groups).fill(0));
+    const normed = this.node('InstanceNormalization', [grouped, ones, zeros], { epsilon: { float: eps } });
+    const back = this.node('Reshape', [normed, shape]);
+    const s = this.unsqueeze(scale, [1, 2]);
+    const b = this.unsqueeze(bias, [1, 2]);
+    return this.add(this.mul(back, s), b);
+  }
+
+  conv(x: Value, w: Value, b: Value | undefined, opts: { stride?: number; pads?: [number, number, number, number] } = {}): Value {
+    const s = opts.stride ?? 1;
+    const attrs: Record<string, AttributeValue> = { strides: [s, s] };
+    if (opts.pads) attrs.pads = opts.pads;
+    return this.node('Conv', b ? [x, w, b] : [x, w], attrs);
+  }
+
+  /**
+   * Multi-head attention over [B, S, heads*d] query/key/value (com.microsoft.MultiHeadAttention).
+   * `bias` is added to the scores: [1 or B, 1 or heads, S, T].
+   */
+  attention(q: Value, k: Value, v: Value, opts: { heads: number; scale?: number; bias?: Value }): Value {
+    const attrs: Record<string, AttributeValue> = { num_heads: opts.heads };
+    if (opts.scale !== undefined) attrs.scale = { float: opts.scale };
+    const inputs = opts.bias ? [q, k, v, '', '', opts.bias] : [q, k, v];
+    return this.node('MultiHeadAttention', inputs, attrs, MS_DOMAIN);
+  }
+
+  // ---- shape ----
+  shape(x: Value, start?: number, end?: number): Value {
+    const attrs: Record<string, AttributeValue> = {};
+    if (start !== undefined) attrs.start = start;
+    if (end !== undefined) attrs.end = end;
+    return this.node('Shape', [x], attrs);
+  }
+  reshape(x: Value, shape: readonly number[] | Value): Value {
+    return this.node('Reshape', [x, typeof shape === 'string' ? shape : this.ints(shape)]);
+  }
+  transpose(x: Value, perm: readonly number[]): Value { return this.node('Transpose', [x], { perm: [...perm] }); }
+  concat(xs: readonly Value[], axis: number): Value { return this.node('Concat', xs, { axis }); }
+  split(x: Value, sizes: readonly number[], axis: number): Value[] {
+    return this.nodeN('Split', [x, this.ints(sizes)], sizes.length, { axis });
+  }
+  /** Splits into `n` equal parts (sizes need not be known when building). */
+  chunk(x: Value, n: number, axis: number): Value[] { return this.nodeN('Split', [x], n, { axis, num_outputs: n }); }
+  slice(x: Value, starts: readonly number[] | Value, ends: readonly number[] | Value, axes: readonly number[], steps?: readonly number[]): Value {
+    const s = typeof starts === 'string' ? starts : this.ints(starts);
+    const e = typeof ends === 'string' ? ends : this.ints(ends);
+    const ins = [x, s, e, this.ints(axes)];
+    if (steps) ins.push(this.ints(steps));
+    return this.node('Slice', ins);
+  }
+  gather(x: Value, idx: Value, axis = 0): Value { return this.node('Gather', [x, idx], { axis }); }
+  unsqueeze(x: Value, axes: readonly number[]): Value { return this.node('Unsqueeze', [x, this.ints(axes)]); }
+  squeeze(x: Value, axes: readonly number[]): Value { return this.node('Squeeze', [x, this.ints(axes)]); }
+  pad(x: Value, pads: readonly number[]): Value { return this.node('Pad', [x, this.ints(pads)], { mode: 'constant' }); }
+  /** Nearest-neighbour upsampling of NCHW by an integer factor. */
+  upsampleNearest(x: Value, factor: number): Value {
+    return this.node('Resize', [x, '', this.floats([1, 1, factor, factor])], { mode: 'nearest', nearest_mode: 'floor', coordinate_transformation_mode: 'asymmetric' });
+  }
+  reduceMean(x: Value, axes: readonly number[], keepdims = true): Value {
+    return this.node('ReduceMean', [x, this.ints(axes)], { keepdims: keepdims ? 1 : 0 });
+  }
+
+  build(): BuiltModel {
+    const bytes = encodeModel({
+      irVersion: 10,
+      producerName: 'sd3-ts',
+      opsets: [{ domain: '', version: OPSET }, { domain: MS_DOMAIN, version: 1 }],
+      graph: { name: this.name, nodes: this.nodes, initializers: this.inits, inputs: this.ins, outputs: this.outs },
+    });
+    return { bytes, externalFolder: this.folder, inputs: this.ins.map((i) => i.name), outputs: this.outs.map((o) => o.name) };
+  }
+}

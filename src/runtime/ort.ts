@@ -1,0 +1,138 @@
+/**
+ * The one door to onnxruntime-node: no other module imports it.
+ *
+ * Creates sessions from model bytes built in TypeScript (weights as external data inside the checkpoint's
+ * folder), runs them with our own Tensor type at the boundary, caches and disposes them.
+ */
+import * as os from 'node:os';
+import * as ort from 'onnxruntime-node';
+import { SD3Error } from '../core/errors.js';
+import { type DType, type Tensor, tensor } from '../core/tensor.js';
+
+export interface SessionOptions {
+  /** Threads for one operator (default: the number of cores). */
+  readonly threads?: number;
+  /** Folder that external-data locations are relative to. */
+  readonly externalFolder?: string;
+  /** Write ORT's JSON profile with this file-name prefix. */
+  readonly profilePrefix?: string;
+  /** Keep worker threads spinning between ops (faster on an otherwise idle machine). Default false. */
+  readonly spin?: boolean;
+  /** Memory-map weights instead of prepacking them (lower memory, somewhat slower). Default false. */
+  readonly mmapWeights?: boolean;
+  /** Graph optimisation level; 'basic' folds the in-graph casts of half-precision weights. Default 'all'. */
+  readonly optimization?: 'disabled' | 'basic' | 'extended' | 'all';
+}
+
+export function defaultThreads(): number {
+  const n = typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
+  return Math.max(1, n);
+}
+
+const ORT_TYPE: Partial<Record<DType, ort.Tensor.Type>> = {
+  float32: 'float32', float16: 'float16', float64: 'float64', int8: 'int8', uint8: 'uint8', int16: 'int16',
+  int32: 'int32', int64: 'int64', bool: 'bool',
+};
+
+function toOrt(t: Tensor): ort.Tensor {
+  const type = ORT_TYPE[t.dtype];
+  if (!type) throw new SD3Error(`the runtime cannot take ${t.dtype} tensors`);
+  return new ort.Tensor(type, t.data as never, [...t.shape]);
+}
+
+function fromOrt(t: ort.Tensor): Tensor {
+  const dims = [...t.dims];
+  switch (t.type) {
+    case 'float32': return tensor('float32', dims, t.data as Float32Array);
+    case 'int64': return tensor('int64', dims, t.data as BigInt64Array);
+    case 'int32': return tensor('int32', dims, t.data as Int32Array);
+    case 'uint8': return tensor('uint8', dims, t.data as Uint8Array);
+    case 'int8': return tensor('int8', dims, t.data as Int8Array);
+    case 'float16': return tensor('float16', dims, t.data as Uint16Array);
+    case 'bool': return tensor('bool', dims, Uint8Array.from(t.data as Uint8Array));
+    default: throw new SD3Error(`unexpected runtime output type ${t.type}`);
+  }
+}
+
+/** A loaded model. */
+export class Session {
+  private disposed = false;
+  private constructor(private readonly inner: ort.InferenceSession, readonly label: string) {}
+
+  static async create(label: string, model: Uint8Array, opts: SessionOptions = {}): Promise<Session> {
+    const config: Record<string, string> = {
+      'session.intra_op.allow_spinning': opts.spin ? '1' : '0',
+    };
+    if (opts.externalFolder) config['session.model_external_initializers_file_folder_path'] = opts.externalFolder;
+    if (opts.mmapWeights) config['session.disable_prepacking'] = '1';
+    const options: ort.InferenceSession.SessionOptions = {
+      executionProviders: ['cpu'],
+      intraOpNumThreads: opts.threads ?? defaultThreads(),
+      interOpNumThreads: 1,
+      graphOptimizationLevel: opts.optimization ?? 'all',
+      enableCpuMemArena: true,
+      extra: { session: { ...Object.fromEntries(Object.entries(config).map(([k, v]) => [k.replace(/^session\./, ''), v])) } },
+      ...(opts.profilePrefix ? { enableProfiling: true, profileFilePrefix: opts.profilePrefix } : {}),
+    };
+    try {
+      const inner = await ort.InferenceSession.create(model, options);
+      return new Session(inner, label);
+    } catch (e) {
+      throw new SD3Error(`could not load model ${label} into the runtime: ${(e as Error).message}`, { cause: e });
+    }
+  }
+
+  get inputNames(): readonly string[] { return this.inner.inputNames; }
+  get outputNames(): readonly string[] { return this.inner.outputNames; }
+
+  async run(feeds: Readonly<Record<string, Tensor>>, outputs?: readonly string[]): Promise<Record<string, Tensor>> {
+    if (this.disposed) throw new SD3Error(`model ${this.label} was released`);
+    const ortFeeds: Record<string, ort.Tensor> = {};
+    for (const [k, v] of Object.entries(feeds)) ortFeeds[k] = toOrt(v);
+    let res: ort.InferenceSession.OnnxValueMapType;
+    try {
+      res = outputs ? await this.inner.run(ortFeeds, [...outputs]) : await this.inner.run(ortFeeds);
+    } catch (e) {
+      throw new SD3Error(`model ${this.label} failed to run: ${(e as Error).message}`, { cause: e });
+    }
+    const out: Record<string, Tensor> = {};
+    for (const [k, v] of Object.entries(res)) out[k] = fromOrt(v as ort.Tensor);
+    return out;
+  }
+
+  /** Ends profiling (when enabled) and returns the profile file's path. */
+  endProfiling(): void { this.inner.endProfiling(); }
+
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    await this.inner.release();
+  }
+}
+
+/** Sessions cached by key: built once, reused, released together. */
+export class SessionCache {
+  private readonly sessions = new Map<string, Promise<Session>>();
+
+  get(key: string, make: () => Promise<Session>): Promise<Session> {
+    let s = this.sessions.get(key);
+    if (!s) {
+      s = make();
+      this.sessions.set(key, s);
+      s.catch(() => this.sessions.delete(key));
+    }
+    return s;
+  }
+
+  async release(key: string): Promise<void> {
+    const s = this.sessions.get(key);
+    this.sessions.delete(key);
+    if (s) await (await s).dispose();
+  }
+
+  async releaseAll(): Promise<void> {
+    const all = [...this.sessions.values()];
+    this.sessions.clear();
+    for (const s of all) await (await s.catch(() => undefined))?.dispose();
+  }
+}

@@ -1,0 +1,16 @@
+/**
+ * The parity components this project implements: the one list that each component's work extends.
+ * `npm test` runs the parity runner over these; a fixture folder of any other component is reported as failed.
+ */
+import type { Checker } from './lib.js';
+import { checkSafetensorsDtypes } from './check-safetensors-dtypes.js';
+
+export const COMPONENTS = [
+  'tokenizer', 'clip_l', 'clip_g', 't5xxl', 'conditioning', 'mmdit', 'vae', 'sampler', 'inpaint_kerashub',
+  'diffusers_layout', 'safetensors_dtypes',
+] as const;
+export type Component = (typeof COMPONENTS)[number];
+
+export const CHECKERS: Partial<Record<Component, Checker>> = {
+  safetensors_dtypes: checkSafetensorsDtypes,
+};

@@ -1,0 +1,86 @@
+/** Shared pieces of the parity runner: tolerance rule, comparisons, case loading. */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { readAllSafetensors } from '../../src/core/safetensors.js';
+import { type Tensor, toFloat32 } from '../../src/core/tensor.js';
+
+export interface Tolerance { readonly atol: number; readonly rtol: number }
+
+export interface Check {
+  /** e.g. "square_8x8:output.model_output" */
+  readonly name: string;
+  readonly ok: boolean;
+  /** worst error divided by the budget (<= 1 passes); NaN when not numeric */
+  readonly ratio: number;
+  readonly detail: string;
+}
+
+/** Checks one component folder; `root` is the fixtures root (for sibling folders). */
+export type Checker = (dir: string, root: string) => Promise<Check[]>;
+
+export function readJson<T = any>(file: string): T {
+  return JSON.parse(fs.readFileSync(file, 'utf8')) as T;
+}
+
+/** The strict pair of a fixture config's `tolerance` (or `loose` when SD3_TOLERANCE=loose). */
+export function toleranceOf(config: { tolerance?: { atol?: number; rtol?: number; loose?: Tolerance } | null }, fallback: Tolerance = { atol: 1e-6, rtol: 1e-5 }): Tolerance {
+  const t = config.tolerance;
+  if (!t) return fallback;
+  if (process.env.SD3_TOLERANCE === 'loose' && t.loose) return t.loose;
+  return { atol: t.atol ?? fallback.atol, rtol: t.rtol ?? fallback.rtol };
+}
+
+/** max|actual - expected| <= atol + rtol * max|expected| over the whole tensor. */
+export function compare(name: string, actual: Tensor, expected: Tensor, tol: Tolerance): Check {
+  const a = toFloat32(actual).data;
+  const e = toFloat32(expected).data;
+  if (actual.shape.join(',') !== expected.shape.join(',')) {
+    return { name, ok: false, ratio: Infinity, detail: `shape [${actual.shape}] != expected [${expected.shape}]` };
+  }
+  let maxAbs = 0;
+  let maxDiff = 0;
+  for (let i = 0; i < e.length; i++) {
+    const ev = e[i]!;
+    const av = a[i]!;
+    if (Number.isNaN(av) !== Number.isNaN(ev)) { maxDiff = Infinity; continue; }
+    maxAbs = Math.max(maxAbs, Math.abs(ev));
+    const d = Math.abs(av - ev);
+    if (!(d <= maxDiff)) maxDiff = Number.isNaN(d) ? maxDiff : d;
+  }
+  const budget = tol.atol + tol.rtol * maxAbs;
+  const ratio = budget > 0 ? maxDiff / budget : maxDiff === 0 ? 0 : Infinity;
+  return { name, ok: maxDiff <= budget, ratio, detail: `max diff ${maxDiff.toExponential(2)} / budget ${budget.toExponential(2)}` };
+}
+
+export function exact(name: string, ok: boolean, detail = ''): Check {
+  return { name, ok, ratio: ok ? 0 : Infinity, detail: detail || (ok ? 'exact' : 'mismatch') };
+}
+
+export interface FixtureCase {
+  readonly name: string;
+  readonly file: string;
+  readonly params?: Record<string, any>;
+  readonly [k: string]: unknown;
+}
+
+/** Reads a case file: every tensor by name. */
+export function loadCase(dir: string, c: FixtureCase): Record<string, Tensor> {
+  return readAllSafetensors(path.join(dir, c.file)).tensors;
+}
+
+/** Compares every `output.*` (and optionally `debug.*`) tensor present in both maps. */
+export function compareOutputs(caseName: string, actual: Record<string, Tensor | undefined>, expected: Record<string, Tensor>, tol: Tolerance, opts: { debug?: boolean } = {}): Check[] {
+  const checks: Check[] = [];
+  for (const [k, exp] of Object.entries(expected)) {
+    const isOut = k.startsWith('output.');
+    const isDebug = k.startsWith('debug.');
+    if (!isOut && !(isDebug && opts.debug)) continue;
+    const act = actual[k];
+    if (!act) {
+      if (isOut) checks.push({ name: `${caseName}:${k}`, ok: false, ratio: Infinity, detail: 'not produced' });
+      continue;
+    }
+    checks.push(compare(`${caseName}:${k}`, act, exp, tol));
+  }
+  return checks;
+}
