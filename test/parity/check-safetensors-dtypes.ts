@@ -35,7 +35,7 @@ export async function checkSafetensorsDtypes(dir: string): Promise<Check[]> {
         const got: number[] = t.dtype === 'int64'
           ? [...(t.data as BigInt64Array)].map(Number)
           : [...toFloat32(t).data].map((x, i) => (t.dtype === 'float64' ? (t.data as Float64Array)[i]! : x));
-        if (t.dtype === 'int32' || t.dtype === 'uint8' || t.dtype === 'bool') got.splice(0, got.length, ...[...(t.data as ArrayLike<number>)].map(Number));
+        if (t.dtype === 'int32' || t.dtype === 'uint8' || t.dtype === 'bool') got.splice(0, got.length, ...Array.from(t.data as ArrayLike<number>, Number));
         for (let i = 0; i < flat.length; i++) {
           if (!same(got[i]!, decodeExpected(flat[i]))) { ok = false; detail = `element ${i}: ${got[i]} != ${String(flat[i])}`; break; }
         }
