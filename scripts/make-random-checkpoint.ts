@@ -1,0 +1,81 @@
+/**
+ * Writes a single-file SD3 Medium checkpoint with random weights at the real shapes, key names and F16 dtype.
+ *
+ *   npm run make-random-checkpoint -- <path> [--t5] [--seed N]
+ *
+ * For benchmarks only; never commit the output (about 6 GB, 15.5 GB with --t5).
+ */
+import * as fs from 'node:fs';
+import { writeSafetensorsEntries } from '../src/core/safetensors.js';
+import { f32ToF16, numel } from '../src/core/tensor.js';
+import { gaussian } from '../src/sampler/noise.js';
+import { type LayoutEntry, sd3MediumLayout } from './sd3-medium-layout.js';
+
+const TABLE = 1 << 20;
+
+/** Fills tensors by copying random windows of a fixed table of F16 normal values (fast for billions of values). */
+class Filler {
+  private readonly tables = new Map<string, Uint16Array>();
+  private state: number;
+  constructor(seed: number) { this.state = (seed * 2654435761) >>> 0 || 1; }
+  private next(): number {
+    let x = this.state;
+    x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
+    this.state = x >>> 0;
+    return this.state;
+  }
+  private table(std: number, mean: number): Uint16Array {
+    const key = `${std}|${mean}`;
+    let t = this.tables.get(key);
+    if (!t) {
+      const g = gaussian(TABLE, this.next());
+      t = new Uint16Array(TABLE);
+      for (let i = 0; i < TABLE; i++) t[i] = f32ToF16(mean + std * g[i]!);
+      this.tables.set(key, t);
+    }
+    return t;
+  }
+  fill(e: LayoutEntry, out: Uint8Array): void {
+    const dst = new Uint16Array(out.buffer, out.byteOffset, out.byteLength / 2);
+    const src = this.table(e.init.std, e.init.mean ?? 0);
+    const W = 4096;
+    for (let i = 0; i < dst.length; i += W) {
+      const n = Math.min(W, dst.length - i);
+      const start = this.next() % (TABLE - W);
+      dst.set(src.subarray(start, start + n), i);
+    }
+  }
+}
+
+function main(): void {
+  const args = process.argv.slice(2);
+  const file = args.find((a) => !a.startsWith('--'));
+  if (!file) {
+    console.error('usage: npm run make-random-checkpoint -- <path.safetensors> [--t5] [--seed N]');
+    process.exit(2);
+  }
+  const t5 = args.includes('--t5');
+  const seedArg = args.indexOf('--seed');
+  const seed = seedArg >= 0 ? Number(args[seedArg + 1]) : 0;
+  const layout = sd3MediumLayout({ t5 });
+  const filler = new Filler(seed);
+  const total = layout.reduce((s, e) => s + numel(e.shape), 0);
+  let done = 0;
+  let lastPct = -1;
+  const t0 = performance.now();
+  writeSafetensorsEntries(file, layout.map((e) => ({
+    name: e.name,
+    dtype: 'float16' as const,
+    shape: e.shape,
+    fill: (out: Uint8Array) => {
+      filler.fill(e, out);
+      done += numel(e.shape);
+      const pct = Math.floor((100 * done) / total);
+      if (pct !== lastPct && pct % 10 === 0) { lastPct = pct; process.stderr.write(`${pct}% `); }
+    },
+  })), { format: 'pt', note: 'random weights at SD3 Medium shapes (sd3-ts benchmark); not a real model' });
+  const size = fs.statSync(file).size;
+  console.error(`\nwrote ${file}: ${layout.length} tensors, ${(total / 1e9).toFixed(2)} B parameters, ${(size / 2 ** 30).toFixed(2)} GiB in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+}
+
+main();

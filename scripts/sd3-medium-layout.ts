@@ -1,0 +1,156 @@
+/**
+ * The tensor names and shapes of Stability's single-file SD3 Medium checkpoints
+ * (`sd3_medium_incl_clips.safetensors`, `..._t5xxlfp16.safetensors`), written from the architecture
+ * (see test/fixtures/README.md for the hyper-parameters). Used to make random-weight checkpoints at the
+ * real shapes for benchmarks; real weights cannot be downloaded here.
+ */
+
+export interface LayoutEntry {
+  readonly name: string;
+  readonly shape: readonly number[];
+  /** Standard deviation of the random values, or a constant for norm scales. */
+  readonly init: { std: number; mean?: number };
+}
+
+type Add = (name: string, shape: number[], init?: { std: number; mean?: number }) => void;
+
+const fanIn = (shape: number[]) => shape.slice(1).reduce((a, b) => a * b, 1);
+
+function collector(): { entries: LayoutEntry[]; add: Add } {
+  const entries: LayoutEntry[] = [];
+  const add: Add = (name, shape, init) => {
+    let std = init;
+    if (!std) std = shape.length === 1 ? { std: 0.02 } : { std: 1 / Math.sqrt(fanIn(shape)) };
+    entries.push({ name, shape, init: std });
+  };
+  return { entries, add };
+}
+
+const linear = (add: Add, p: string, out: number, inp: number, bias = true, scale = 1) => {
+  add(`${p}.weight`, [out, inp], { std: scale / Math.sqrt(inp) });
+  if (bias) add(`${p}.bias`, [out]);
+};
+const norm = (add: Add, p: string, n: number, bias = true) => {
+  add(`${p}.weight`, [n], { std: 0.02, mean: 1 });
+  if (bias) add(`${p}.bias`, [n]);
+};
+
+export function mmditLayout(prefix = 'model.diffusion_model.', depth = 24): LayoutEntry[] {
+  const { entries, add: raw } = collector();
+  const add: Add = (n, s, i) => raw(prefix + n, s, i);
+  const H = 64 * depth;
+  add('pos_embed', [1, 192 * 192, H], { std: 0.5 });
+  add('x_embedder.proj.weight', [H, 16, 2, 2]);
+  add('x_embedder.proj.bias', [H]);
+  linear(add, 't_embedder.mlp.0', H, 256);
+  linear(add, 't_embedder.mlp.2', H, H);
+  linear(add, 'y_embedder.mlp.0', H, 2048);
+  linear(add, 'y_embedder.mlp.2', H, H);
+  linear(add, 'context_embedder', H, 4096);
+  for (let i = 0; i < depth; i++) {
+    for (const branch of ['context_block', 'x_block']) {
+      const p = `joint_blocks.${i}.${branch}`;
+      const preOnly = branch === 'context_block' && i === depth - 1;
+      linear(add, `${p}.adaLN_modulation.1`, (preOnly ? 2 : 6) * H, H, true, 0.5);
+      linear(add, `${p}.attn.qkv`, 3 * H, H);
+      if (!preOnly) {
+        linear(add, `${p}.attn.proj`, H, H);
+        linear(add, `${p}.mlp.fc1`, 4 * H, H);
+        linear(add, `${p}.mlp.fc2`, H, 4 * H);
+      }
+    }
+  }
+  linear(add, 'final_layer.adaLN_modulation.1', 2 * H, H, true, 0.5);
+  linear(add, 'final_layer.linear', 64, H);
+  return entries;
+}
+
+export function vaeLayout(prefix = 'first_stage_model.'): LayoutEntry[] {
+  const { entries, add: raw } = collector();
+  const add: Add = (n, s, i) => raw(prefix + n, s, i);
+  const conv = (p: string, out: number, inp: number, k: number) => {
+    add(`${p}.weight`, [out, inp, k, k]);
+    add(`${p}.bias`, [out]);
+  };
+  const resnet = (p: string, inp: number, out: number) => {
+    norm(add, `${p}.norm1`, inp);
+    conv(`${p}.conv1`, out, inp, 3);
+    norm(add, `${p}.norm2`, out);
+    conv(`${p}.conv2`, out, out, 3);
+    if (inp !== out) conv(`${p}.nin_shortcut`, out, inp, 1);
+  };
+  const mid = (p: string, c: number) => {
+    resnet(`${p}.mid.block_1`, c, c);
+    norm(add, `${p}.mid.attn_1.norm`, c);
+    for (const n of ['q', 'k', 'v', 'proj_out']) conv(`${p}.mid.attn_1.${n}`, c, c, 1);
+    resnet(`${p}.mid.block_2`, c, c);
+  };
+  const ch = [128, 256, 512, 512];
+  conv('encoder.conv_in', 128, 3, 3);
+  let cin = 128;
+  ch.forEach((c, i) => {
+    for (let j = 0; j < 2; j++) { resnet(`encoder.down.${i}.block.${j}`, cin, c); cin = c; }
+    if (i < ch.length - 1) conv(`encoder.down.${i}.downsample.conv`, c, c, 3);
+  });
+  mid('encoder', 512);
+  norm(add, 'encoder.norm_out', 512);
+  conv('encoder.conv_out', 32, 512, 3);
+  conv('decoder.conv_in', 512, 16, 3);
+  mid('decoder', 512);
+  cin = 512;
+  for (let i = ch.length - 1; i >= 0; i--) {
+    for (let j = 0; j < 3; j++) { resnet(`decoder.up.${i}.block.${j}`, cin, ch[i]!); cin = ch[i]!; }
+    if (i > 0) conv(`decoder.up.${i}.upsample.conv`, cin, cin, 3);
+  }
+  norm(add, 'decoder.norm_out', 128);
+  conv('decoder.conv_out', 3, 128, 3);
+  return entries;
+}
+
+export function clipLayout(prefix: string, width: number, layers: number, projection: boolean): LayoutEntry[] {
+  const { entries, add: raw } = collector();
+  const add: Add = (n, s, i) => raw(prefix + n, s, i);
+  add('text_model.embeddings.token_embedding.weight', [49408, width], { std: 0.02 });
+  add('text_model.embeddings.position_embedding.weight', [77, width], { std: 0.01 });
+  for (let i = 0; i < layers; i++) {
+    const p = `text_model.encoder.layers.${i}`;
+    for (const n of ['q_proj', 'k_proj', 'v_proj', 'out_proj']) linear(add, `${p}.self_attn.${n}`, width, width);
+    norm(add, `${p}.layer_norm1`, width);
+    linear(add, `${p}.mlp.fc1`, 4 * width, width);
+    linear(add, `${p}.mlp.fc2`, width, 4 * width);
+    norm(add, `${p}.layer_norm2`, width);
+  }
+  norm(add, 'text_model.final_layer_norm', width);
+  if (projection) add('text_projection.weight', [width, width]);
+  return entries;
+}
+
+export function t5Layout(prefix = 'text_encoders.t5xxl.transformer.', layers = 24): LayoutEntry[] {
+  const { entries, add: raw } = collector();
+  const add: Add = (n, s, i) => raw(prefix + n, s, i);
+  const d = 4096, ff = 10240;
+  add('shared.weight', [32128, d], { std: 1 });
+  for (let i = 0; i < layers; i++) {
+    const p = `encoder.block.${i}.layer`;
+    for (const n of ['q', 'k', 'v', 'o']) add(`${p}.0.SelfAttention.${n}.weight`, [d, d], { std: (n === 'q' ? 0.25 : 1) / Math.sqrt(d) });
+    if (i === 0) add(`${p}.0.SelfAttention.relative_attention_bias.weight`, [32, 64], { std: 0.1 });
+    norm(add, `${p}.0.layer_norm`, d, false);
+    add(`${p}.1.DenseReluDense.wi_0.weight`, [ff, d]);
+    add(`${p}.1.DenseReluDense.wi_1.weight`, [ff, d]);
+    add(`${p}.1.DenseReluDense.wo.weight`, [d, ff]);
+    norm(add, `${p}.1.layer_norm`, d, false);
+  }
+  norm(add, 'encoder.final_layer_norm', d, false);
+  return entries;
+}
+
+/** Every tensor of the single-file checkpoint, with or without T5-XXL. */
+export function sd3MediumLayout(opts: { t5: boolean }): LayoutEntry[] {
+  return [
+    ...mmditLayout(),
+    ...vaeLayout(),
+    ...clipLayout('text_encoders.clip_l.transformer.', 768, 12, false),
+    ...clipLayout('text_encoders.clip_g.transformer.', 1280, 32, true),
+    ...(opts.t5 ? t5Layout() : []),
+  ];
+}
