@@ -46,14 +46,32 @@ export interface Part { readonly key: string; readonly rows?: readonly [number, 
 /** What a rename table returns for one of our names: a key, or parts to concatenate along dimension 0. */
 export type Source = string | { readonly concat: readonly Part[]; readonly shape?: readonly number[] } | { readonly key: string; readonly shape: readonly number[] };
 
+/** What a rename table may look at in the files: which keys exist and their shapes. */
+export interface KeyIndex {
+  has(key: string): boolean;
+  shape(key: string): readonly number[];
+  keys(): readonly string[];
+}
+
 /** A rename table: our name -> where the tensor is in a checkpoint format (undefined when absent). */
-export type RenameTable = (name: string) => Source | undefined;
+export type RenameTable = (name: string, files: KeyIndex) => Source | undefined;
 
 /** Weights inside one or more safetensors files, looked up through a format's rename table. */
 export class SafetensorsStore implements WeightStore {
   private readonly byKey = new Map<string, SafetensorsFile>();
-  constructor(readonly files: readonly SafetensorsFile[], private readonly rename: RenameTable, readonly label = files.map((f) => f.path).join(', ')) {
+  private readonly index: KeyIndex;
+  constructor(readonly files: readonly SafetensorsFile[], private readonly renameTable: RenameTable, readonly label = files.map((f) => f.path).join(', ')) {
     for (const f of files) for (const k of f.keys()) this.byKey.set(k, f);
+    const keys = [...this.byKey.keys()];
+    this.index = {
+      has: (k) => this.byKey.has(k),
+      shape: (k) => this.byKey.get(k)?.info(k).shape ?? [],
+      keys: () => keys,
+    };
+  }
+
+  private rename(name: string): Source | undefined {
+    return this.renameTable(name, this.index);
   }
 
   /** Keys present in the files (the file's own names). */

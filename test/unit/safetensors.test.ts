@@ -82,7 +82,7 @@ test('a well-formed file round-trips every dtype and metadata', () => {
   assert.deepEqual(metadata, { format: 'pt' });
   for (const [k, t] of Object.entries(ts)) {
     assert.deepEqual(tensors[k]!.shape, t.shape);
-    assert.deepEqual([...tensors[k]!.data as ArrayLike<unknown> as Iterable<unknown>], [...t.data as Iterable<unknown>]);
+    assert.deepEqual(Array.from(tensors[k]!.data as ArrayLike<unknown>), Array.from(t.data as ArrayLike<unknown>));
   }
   // header is padded to a multiple of 8
   const n = Number(fs.readFileSync(file).readBigUInt64LE(0));
