@@ -7,10 +7,11 @@
  * pieces (diffusers' separate q/k/v) is a list of chunks concatenated along dimension 0; a piece of a stored
  * tensor along dimension 0 is just a byte range.
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { SD3Error } from './errors.js';
 import { SafetensorsFile } from './safetensors.js';
-import { BYTES_PER_ELEMENT, type DType, type Tensor, numel } from './tensor.js';
+import { BYTES_PER_ELEMENT, type DType, type Tensor, numel, toFloat32, viewBytes } from './tensor.js';
 
 export interface WeightChunk {
   /** Absolute path of the file holding the bytes. */
@@ -151,4 +152,31 @@ export function externalFolder(refs: Iterable<WeightRef>): string | undefined {
     else if (folder !== d) throw new SD3Error(`weights of one model come from two folders (${folder} and ${d}); the runtime takes one`);
   }
   return folder;
+}
+
+/** Reads a weight's values as float32 (from its file chunks or in-memory bytes). */
+export function readWeightFloat32(ref: WeightRef): Float32Array {
+  let bytes: Uint8Array;
+  if (ref.data) {
+    bytes = ref.data;
+  } else {
+    const total = (ref.chunks ?? []).reduce((s, c) => s + c.length, 0);
+    bytes = new Uint8Array(total);
+    let pos = 0;
+    for (const c of ref.chunks ?? []) {
+      const fd = fs.openSync(c.file, 'r');
+      try {
+        let done = 0;
+        while (done < c.length) {
+          const n = fs.readSync(fd, bytes, pos + done, c.length - done, c.offset + done);
+          if (n === 0) throw new SD3Error(`${c.file}: unexpected end of file reading "${ref.name}"`);
+          done += n;
+        }
+      } finally {
+        fs.closeSync(fd);
+      }
+      pos += c.length;
+    }
+  }
+  return toFloat32({ dtype: ref.dtype, shape: ref.shape, data: viewBytes(ref.dtype, bytes) } as Tensor).data;
 }
