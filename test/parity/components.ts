@@ -4,6 +4,12 @@
  */
 import type { Checker } from './lib.js';
 import { checkSafetensorsDtypes } from './check-safetensors-dtypes.js';
+import { checkCLIP } from './check-clip.js';
+import { checkConditioning } from './check-conditioning.js';
+import { checkT5 } from './check-t5.js';
+import { checkMMDiT } from './check-mmdit.js';
+import { checkVAE } from './check-vae.js';
+import { checkInpaint, checkSampler } from './check-sampler.js';
 
 export const COMPONENTS = [
   'tokenizer', 'clip_l', 'clip_g', 't5xxl', 'conditioning', 'mmdit', 'vae', 'sampler', 'inpaint_kerashub',
@@ -13,4 +19,12 @@ export type Component = (typeof COMPONENTS)[number];
 
 export const CHECKERS: Partial<Record<Component, Checker>> = {
   safetensors_dtypes: checkSafetensorsDtypes,
+  clip_l: checkCLIP,
+  clip_g: checkCLIP,
+  t5xxl: checkT5,
+  conditioning: checkConditioning,
+  mmdit: checkMMDiT,
+  vae: checkVAE,
+  sampler: checkSampler,
+  inpaint_kerashub: checkInpaint,
 };

@@ -1,0 +1,113 @@
+/**
+ * The denoising loop shared by the three tasks (and checked by the sampler and inpaint parity fixtures):
+ * flow-matching Euler steps with classifier-free guidance, optionally blending a masked image back in after
+ * every step (KerasHub's inpainting).
+ */
+import { AbortError, SD3Error } from '../core/errors.js';
+import { type Tensor, tensor } from '../core/tensor.js';
+import { addNoise, eulerStep, guide, timestepOf } from '../sampler/flow-match.js';
+
+/** The MMDiT as the loop sees it: velocity for latents x [N,C,H,W] at timesteps t [N]. */
+export interface VelocityModel {
+  forward(x: Tensor, t: Tensor, y: Tensor, context: Tensor): Promise<Tensor<'float32'>>;
+}
+
+/** Text conditioning of a batch of B prompts: context [B, L, C] and pooled y [B, D]. */
+export interface PromptEmbedding {
+  readonly context: Tensor<'float32'>;
+  readonly y: Tensor<'float32'>;
+}
+
+export interface Conditioning {
+  readonly positive: PromptEmbedding;
+  /** Needed when guidance > 1. */
+  readonly negative?: PromptEmbedding;
+}
+
+export interface StepInfo {
+  /** 1-based step number within this run. */
+  readonly step: number;
+  readonly total: number;
+  /** Seconds since the loop started. */
+  readonly elapsed: number;
+  /** The latent after this step (model space, NCHW). */
+  readonly latent: Tensor<'float32'>;
+}
+
+export interface SampleOptions {
+  readonly model: VelocityModel;
+  /** Latent shape [B, C, H, W]. */
+  readonly shape: readonly [number, number, number, number];
+  readonly noise: Float32Array;
+  /** Model-space image latent for img2img / inpaint (absent: text-to-image). */
+  readonly init?: Float32Array;
+  /** The full schedule for the requested number of steps (ending with 0). */
+  readonly sigmas: Float32Array;
+  /** First step to run (img2img strength). */
+  readonly start: number;
+  readonly cond: Conditioning;
+  readonly guidanceScale: number;
+  /** Inpainting: per-latent-pixel mask [B, 1, H, W] flattened, 1 = repaint, 0 = keep `init`. */
+  readonly mask?: Float32Array;
+  readonly onStep?: (info: StepInfo) => void;
+  readonly signal?: AbortSignal;
+  /** Called with x at the start and after every step (tests, debugging). */
+  readonly trace?: (x: Float32Array) => void;
+}
+
+function concatRows(a: Tensor<'float32'>, b: Tensor<'float32'>): Tensor<'float32'> {
+  if (a.shape.slice(1).join() !== b.shape.slice(1).join()) {
+    throw new SD3Error(`positive and negative conditioning differ in shape: [${a.shape}] vs [${b.shape}]`);
+  }
+  const out = new Float32Array(a.data.length + b.data.length);
+  out.set(a.data);
+  out.set(b.data, a.data.length);
+  return tensor('float32', [a.shape[0]! + b.shape[0]!, ...a.shape.slice(1)], out);
+}
+
+/** Runs the Euler loop and returns the final latent (model space). */
+export async function sampleLatents(o: SampleOptions): Promise<Float32Array> {
+  const [B, C, H, W] = o.shape;
+  const per = C * H * W;
+  const n = B * per;
+  if (o.noise.length !== n) throw new SD3Error(`noise has ${o.noise.length} values, the latent needs ${n}`);
+  if (o.init && o.init.length !== n) throw new SD3Error(`image latent has ${o.init.length} values, expected ${n}`);
+  if (o.mask && o.mask.length !== B * H * W) throw new SD3Error(`mask has ${o.mask.length} values, expected ${B * H * W}`);
+  if (o.mask && !o.init) throw new SD3Error('inpainting needs an image latent');
+  const steps = o.sigmas.length - 1;
+  const cfg = o.guidanceScale > 1;
+  if (cfg && !o.cond.negative) throw new SD3Error('guidance > 1 needs negative conditioning');
+  const rows = o.cond.positive.context.shape[0];
+  if (rows !== B) throw new SD3Error(`conditioning has ${rows} prompts for ${B} latents`);
+  const context = cfg ? concatRows(o.cond.positive.context, o.cond.negative!.context) : o.cond.positive.context;
+  const y = cfg ? concatRows(o.cond.positive.y, o.cond.negative!.y) : o.cond.positive.y;
+  const N = cfg ? 2 * B : B;
+
+  const s0 = o.sigmas[o.start]!;
+  let x = o.init ? addNoise(o.init, o.noise, s0) : Float32Array.from(o.noise, (v) => s0 * v);
+  o.trace?.(x);
+  const t0 = performance.now();
+  for (let i = o.start; i < steps; i++) {
+    if (o.signal?.aborted) throw new AbortError();
+    const sigma = o.sigmas[i]!;
+    const next = o.sigmas[i + 1]!;
+    const xin = new Float32Array(N * per);
+    xin.set(x);
+    if (cfg) xin.set(x, n);
+    const t = tensor('float32', [N], new Float32Array(N).fill(timestepOf(sigma)));
+    const v = (await o.model.forward(tensor('float32', [N, C, H, W], xin), t, y, context)).data;
+    const vg = cfg ? guide(v.subarray(0, n), v.subarray(n, 2 * n), o.guidanceScale) : v;
+    x = eulerStep(x, vg, sigma, next);
+    if (o.mask) {
+      const keep = i < steps - 1 ? addNoise(o.init!, o.noise, next) : o.init!;
+      for (let b = 0; b < B; b++) for (let c = 0; c < C; c++) for (let p = 0; p < H * W; p++) {
+        const m = o.mask[b * H * W + p]!;
+        const k = b * per + c * H * W + p;
+        x[k] = (1 - m) * keep[k]! + m * x[k]!;
+      }
+    }
+    o.trace?.(x);
+    o.onStep?.({ step: i - o.start + 1, total: steps - o.start, elapsed: (performance.now() - t0) / 1000, latent: tensor('float32', [B, C, H, W], x) });
+  }
+  return x;
+}
