@@ -10,6 +10,7 @@ import { checkT5 } from './check-t5.js';
 import { checkMMDiT } from './check-mmdit.js';
 import { checkVAE } from './check-vae.js';
 import { checkInpaint, checkSampler } from './check-sampler.js';
+import { checkTokenizer } from './check-tokenizer.js';
 
 export const COMPONENTS = [
   'tokenizer', 'clip_l', 'clip_g', 't5xxl', 'conditioning', 'mmdit', 'vae', 'sampler', 'inpaint_kerashub',
@@ -27,4 +28,5 @@ export const CHECKERS: Partial<Record<Component, Checker>> = {
   vae: checkVAE,
   sampler: checkSampler,
   inpaint_kerashub: checkInpaint,
+  tokenizer: checkTokenizer,
 };

@@ -1,0 +1,91 @@
+/**
+ * How Stability's SD3 reference tokenizer (`other_impls.py`, SDTokenizer) reads a prompt before tokenizing:
+ * `(text)` and `(text:1.3)` are prompt-weight syntax whose parentheses and `:weight` are removed (`\(` and `\)`
+ * stay literal parentheses), then the text is split into words at spaces (newlines count as spaces) and each
+ * word is tokenized on its own. The weights themselves are unused by SD3, so only the words are returned.
+ */
+
+const ESC_CLOSE = '\0\u0001';
+const ESC_OPEN = '\0\u0002';
+
+/** Python's str.strip() whitespace, which float() ignores around a number. */
+const PY_SPACE = '[\\t\\n\\v\\f\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]';
+const DIGITS = '\\p{Nd}(?:_?\\p{Nd})*';
+const PY_FLOAT = new RegExp(
+  `^${PY_SPACE}*[+-]?(?:(?:${DIGITS}(?:\\.(?:${DIGITS})?)?|\\.${DIGITS})(?:[eE][+-]?${DIGITS})?|inf(?:inity)?|nan)${PY_SPACE}*$`,
+  'iu',
+);
+
+/** Whether Python's float() accepts `s` (the reference drops `:weight` only then). */
+export function isPythonFloat(s: string): boolean {
+  return PY_FLOAT.test(s);
+}
+
+/** Splits at top-level parentheses, keeping them on the parenthesised items (reference parse_parentheses). */
+function parseParentheses(text: string): string[] {
+  const out: string[] = [];
+  let item = '';
+  let depth = 0;
+  for (const ch of text) {
+    if (ch === '(') {
+      if (depth === 0) {
+        if (item) out.push(item);
+        item = '(';
+      } else {
+        item += ch;
+      }
+      depth++;
+    } else if (ch === ')') {
+      depth--;
+      if (depth === 0) {
+        out.push(item + ')');
+        item = '';
+      } else {
+        item += ch;
+      }
+    } else {
+      item += ch;
+    }
+  }
+  if (item) out.push(item);
+  return out;
+}
+
+/** The text segments left once weight syntax is removed (reference token_weights, weights dropped). */
+function weightedSegments(text: string): string[] {
+  const out: string[] = [];
+  for (let x of parseParentheses(text)) {
+    if (x.length >= 2 && x.startsWith('(') && x.endsWith(')')) {
+      x = x.slice(1, -1);
+      const colon = x.lastIndexOf(':');
+      if (colon > 0 && isPythonFloat(x.slice(colon + 1))) x = x.slice(0, colon);
+      out.push(...weightedSegments(x));
+    } else {
+      out.push(x);
+    }
+  }
+  return out;
+}
+
+/** The words the reference tokenizes one by one, in order. */
+export function referenceWords(text: string): string[] {
+  const escaped = text.replaceAll('\\)', ESC_CLOSE).replaceAll('\\(', ESC_OPEN);
+  const words: string[] = [];
+  for (const segment of weightedSegments(escaped)) {
+    const plain = segment.replaceAll(ESC_CLOSE, ')').replaceAll(ESC_OPEN, '(').replaceAll('\n', ' ');
+    for (const w of plain.split(' ')) if (w !== '') words.push(w);
+  }
+  return words;
+}
+
+/** Python's `text[:n]`: the first n code points (not UTF-16 units). */
+export function firstCodePoints(text: string, n: number): string {
+  let units = 0;
+  let count = 0;
+  for (const ch of text) {
+    if (count === n) break;
+    units += ch.length;
+    count++;
+  }
+  return text.slice(0, units);
+}
