@@ -6,7 +6,9 @@ import { SD3Error } from '../../src/core/errors.js';
 import { readAllSafetensors, SafetensorsFile } from '../../src/core/safetensors.js';
 import { type Tensor, numel, tensor } from '../../src/core/tensor.js';
 import { MemoryStore, SafetensorsStore, type WeightStore, withPrefix } from '../../src/core/weights.js';
-import { MMDiT, denoisedFromVelocity, inferMMDiTConfig } from '../../src/models/mmdit.js';
+import { MMDiT, SD3_MEDIUM_MMDIT, buildMMDiTGraph, denoisedFromVelocity, inferMMDiTConfig } from '../../src/models/mmdit.js';
+import { GraphBuilder } from '../../src/onnx/builder.js';
+import { mmditLayout } from '../../scripts/sd3-medium-layout.js';
 
 const fixtures = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'mmdit');
 const STRICT = { atol: 1e-6, rtol: 1e-5 };
@@ -106,6 +108,28 @@ test('reads the configuration from weight shapes', () => {
     depth: 2, hiddenSize: 128, numHeads: 2, patchSize: 2, inChannels: 16, outChannels: 16, posEmbedMaxSize: 16,
     admInChannels: 64, contextInFeatures: 96, mlpHidden: 512, frequencyEmbeddingSize: 256,
   });
+});
+
+test("reads SD3 Medium's configuration from the real checkpoint's shapes and builds its graph", () => {
+  const prefix = 'model.diffusion_model.';
+  const layout = new Map(mmditLayout(prefix).map((e) => [e.name.slice(prefix.length), e.shape]));
+  const real: WeightStore = {
+    label: 'SD3 Medium layout',
+    has: (n) => layout.has(n),
+    get: (n) => {
+      const shape = layout.get(n);
+      if (!shape) throw new SD3Error(`no ${n}`);
+      return { name: n, dtype: 'float16', shape, chunks: [{ file: '/nowhere/sd3_medium.safetensors', offset: 0, length: numel(shape) * 2 }] };
+    },
+  };
+  const config = inferMMDiTConfig(real);
+  assert.deepEqual(config, SD3_MEDIUM_MMDIT);
+  const g = new GraphBuilder('mmdit');
+  buildMMDiTGraph({ g, w: real }, config);
+  const built = g.build();
+  assert.deepEqual(built.inputs, ['x', 't', 'y', 'context']);
+  assert.deepEqual(built.outputs, ['model_output']);
+  assert.equal(built.externalFolder, '/nowhere');
 });
 
 test('rejects SD3.5 features (q/k norm, dual attention), naming the key', () => {
