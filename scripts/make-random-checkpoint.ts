@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import { writeSafetensorsEntries } from '../src/core/safetensors.js';
 import { f32ToF16, numel } from '../src/core/tensor.js';
 import { gaussian } from '../src/sampler/noise.js';
-import { type LayoutEntry, sd3MediumLayout } from './sd3-medium-layout.js';
+import { type LayoutEntry, sd3MediumLayout } from '../src/presets/layout.js';
 
 const TABLE = 1 << 20;
 

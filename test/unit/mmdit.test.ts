@@ -8,7 +8,7 @@ import { type Tensor, numel, tensor } from '../../src/core/tensor.js';
 import { MemoryStore, SafetensorsStore, type WeightStore, withPrefix } from '../../src/core/weights.js';
 import { MMDiT, SD3_MEDIUM_MMDIT, buildMMDiTGraph, denoisedFromVelocity, inferMMDiTConfig } from '../../src/models/mmdit.js';
 import { GraphBuilder } from '../../src/onnx/builder.js';
-import { mmditLayout } from '../../scripts/sd3-medium-layout.js';
+import { mmditLayout } from '../../src/presets/layout.js';
 
 const fixtures = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'mmdit');
 const STRICT = { atol: 1e-6, rtol: 1e-5 };

@@ -1,8 +1,7 @@
 /**
- * The tensor names and shapes of Stability's single-file SD3 Medium checkpoints
- * (`sd3_medium_incl_clips.safetensors`, `..._t5xxlfp16.safetensors`), written from the architecture
- * (see test/fixtures/README.md for the hyper-parameters). Used to make random-weight checkpoints at the
- * real shapes for benchmarks; real weights cannot be downloaded here.
+ * Tensor names and shapes of SD3 checkpoints in the single-file layout, written from the architecture, at the
+ * real SD3 Medium sizes by default (`sd3_medium_incl_clips.safetensors`, `..._t5xxlfp16.safetensors`) or at
+ * any smaller size. Used for the random-weight benchmark checkpoint and the `tiny-random` preset.
  */
 
 export interface LayoutEntry {
@@ -35,18 +34,22 @@ const norm = (add: Add, p: string, n: number, bias = true) => {
   if (bias) add(`${p}.bias`, [n]);
 };
 
-export function mmditLayout(prefix = 'model.diffusion_model.', depth = 24): LayoutEntry[] {
+export interface MMDiTSizes { depth: number; posEmbedMaxSize: number; adm: number; contextIn: number }
+export const SD3_MEDIUM_MMDIT_SIZES: MMDiTSizes = { depth: 24, posEmbedMaxSize: 192, adm: 2048, contextIn: 4096 };
+
+export function mmditLayout(prefix = 'model.diffusion_model.', z: MMDiTSizes = SD3_MEDIUM_MMDIT_SIZES): LayoutEntry[] {
   const { entries, add: raw } = collector();
   const add: Add = (n, s, i) => raw(prefix + n, s, i);
+  const depth = z.depth;
   const H = 64 * depth;
-  add('pos_embed', [1, 192 * 192, H], { std: 0.5 });
+  add('pos_embed', [1, z.posEmbedMaxSize ** 2, H], { std: 0.5 });
   add('x_embedder.proj.weight', [H, 16, 2, 2]);
   add('x_embedder.proj.bias', [H]);
   linear(add, 't_embedder.mlp.0', H, 256);
   linear(add, 't_embedder.mlp.2', H, H);
-  linear(add, 'y_embedder.mlp.0', H, 2048);
+  linear(add, 'y_embedder.mlp.0', H, z.adm);
   linear(add, 'y_embedder.mlp.2', H, H);
-  linear(add, 'context_embedder', H, 4096);
+  linear(add, 'context_embedder', H, z.contextIn);
   for (let i = 0; i < depth; i++) {
     for (const branch of ['context_block', 'x_block']) {
       const p = `joint_blocks.${i}.${branch}`;
@@ -65,7 +68,10 @@ export function mmditLayout(prefix = 'model.diffusion_model.', depth = 24): Layo
   return entries;
 }
 
-export function vaeLayout(prefix = 'first_stage_model.'): LayoutEntry[] {
+export interface VAESizes { channels: readonly number[]; resBlocks: number }
+export const SD3_VAE_SIZES: VAESizes = { channels: [128, 256, 512, 512], resBlocks: 2 };
+
+export function vaeLayout(prefix = 'first_stage_model.', z: VAESizes = SD3_VAE_SIZES): LayoutEntry[] {
   const { entries, add: raw } = collector();
   const add: Add = (n, s, i) => raw(prefix + n, s, i);
   const conv = (p: string, out: number, inp: number, k: number) => {
@@ -85,32 +91,34 @@ export function vaeLayout(prefix = 'first_stage_model.'): LayoutEntry[] {
     for (const n of ['q', 'k', 'v', 'proj_out']) conv(`${p}.mid.attn_1.${n}`, c, c, 1);
     resnet(`${p}.mid.block_2`, c, c);
   };
-  const ch = [128, 256, 512, 512];
-  conv('encoder.conv_in', 128, 3, 3);
-  let cin = 128;
+  const ch = z.channels;
+  const first = ch[0]!;
+  const last = ch[ch.length - 1]!;
+  conv('encoder.conv_in', first, 3, 3);
+  let cin = first;
   ch.forEach((c, i) => {
-    for (let j = 0; j < 2; j++) { resnet(`encoder.down.${i}.block.${j}`, cin, c); cin = c; }
+    for (let j = 0; j < z.resBlocks; j++) { resnet(`encoder.down.${i}.block.${j}`, cin, c); cin = c; }
     if (i < ch.length - 1) conv(`encoder.down.${i}.downsample.conv`, c, c, 3);
   });
-  mid('encoder', 512);
-  norm(add, 'encoder.norm_out', 512);
-  conv('encoder.conv_out', 32, 512, 3);
-  conv('decoder.conv_in', 512, 16, 3);
-  mid('decoder', 512);
-  cin = 512;
+  mid('encoder', last);
+  norm(add, 'encoder.norm_out', last);
+  conv('encoder.conv_out', 32, last, 3);
+  conv('decoder.conv_in', last, 16, 3);
+  mid('decoder', last);
+  cin = last;
   for (let i = ch.length - 1; i >= 0; i--) {
-    for (let j = 0; j < 3; j++) { resnet(`decoder.up.${i}.block.${j}`, cin, ch[i]!); cin = ch[i]!; }
+    for (let j = 0; j < z.resBlocks + 1; j++) { resnet(`decoder.up.${i}.block.${j}`, cin, ch[i]!); cin = ch[i]!; }
     if (i > 0) conv(`decoder.up.${i}.upsample.conv`, cin, cin, 3);
   }
-  norm(add, 'decoder.norm_out', 128);
-  conv('decoder.conv_out', 3, 128, 3);
+  norm(add, 'decoder.norm_out', first);
+  conv('decoder.conv_out', 3, first, 3);
   return entries;
 }
 
-export function clipLayout(prefix: string, width: number, layers: number, projection: boolean): LayoutEntry[] {
+export function clipLayout(prefix: string, width: number, layers: number, projection: boolean, vocab = 49408): LayoutEntry[] {
   const { entries, add: raw } = collector();
   const add: Add = (n, s, i) => raw(prefix + n, s, i);
-  add('text_model.embeddings.token_embedding.weight', [49408, width], { std: 0.02 });
+  add('text_model.embeddings.token_embedding.weight', [vocab, width], { std: 0.02 });
   add('text_model.embeddings.position_embedding.weight', [77, width], { std: 0.01 });
   for (let i = 0; i < layers; i++) {
     const p = `text_model.encoder.layers.${i}`;
