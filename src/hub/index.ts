@@ -1,0 +1,10 @@
+export { downloadFiles, type DownloadOptions, type DownloadProgress, type DownloadResult } from './download.js';
+export { findToken, hfHome, hubCacheDir, hubEndpoint, isOfflineMode, readToken, type TokenInfo } from './env.js';
+export { globToRegExp } from './glob.js';
+export { HubError } from './hub-error.js';
+export type { HubOptions } from './options.js';
+export { createProgressBar, formatBytes, type ProgressStream } from './progress-bar.js';
+export { resolveHubFiles, type ResolvedRepo, type ResolveOptions } from './resolve.js';
+export { downloadSD3, type SD3Download, type SD3DownloadOptions } from './sd3.js';
+export { parseWeightName, selectSD3Components, selectSingleFiles, type SD3SelectOptions, type Sibling } from './select.js';
+export { RepoCache } from './cache.js';
