@@ -1,0 +1,175 @@
+/**
+ * SD3's backbone: owns the models and exposes the generation steps (KerasHub's shape):
+ * encodeText, encodeImage, addNoise, denoise, decode. Models are loaded on first use and can be released
+ * one by one (`lowMemory` releases each as soon as the run no longer needs it).
+ */
+import { SD3Error } from '../core/errors.js';
+import { type Tensor, tensor } from '../core/tensor.js';
+import type { WeightStore } from '../core/weights.js';
+import { type CLIPTextConfig, CLIPTextEncoder } from '../models/clip.js';
+import { sd3Conditioning } from '../models/conditioning.js';
+import { MMDiT, type MMDiTConfig, buildMMDiTGraph, inferMMDiTConfig } from '../models/mmdit.js';
+import { GraphBuilder } from '../onnx/builder.js';
+import { LinearRecorder } from '../quant/int8.js';
+import { type T5Config, T5Encoder } from '../models/t5.js';
+import { VAE, fromModelSpace, samplePosterior, toModelSpace } from '../models/vae.js';
+import type { QuantizedLinears } from '../nn/layers.js';
+import { addNoise } from '../sampler/flow-match.js';
+import { batchNoise } from '../sampler/noise.js';
+import { type Conditioning, type PromptEmbedding, type SampleOptions, sampleLatents } from './denoise.js';
+import type { TokenIds } from './preprocessor.js';
+
+/** Where each model's weights are (names without component prefixes) and what the shapes cannot tell. */
+export interface SD3Weights {
+  readonly label: string;
+  readonly mmdit: WeightStore;
+  readonly vae: WeightStore;
+  readonly clipL: WeightStore;
+  readonly clipG: WeightStore;
+  readonly t5?: WeightStore | undefined;
+  readonly clipLConfig?: Partial<CLIPTextConfig>;
+  readonly clipGConfig?: Partial<CLIPTextConfig>;
+  readonly t5Config?: Partial<T5Config>;
+  /** Flow-matching shift (3.0 for SD3 Medium). */
+  readonly shift: number;
+  /** int8 Linear weights for the named Linear layers of a model (int8 mode; cached next to the checkpoint). */
+  readonly quantize?: (model: 'mmdit', linearNames: readonly string[]) => QuantizedLinears;
+  /** Closes open files. */
+  readonly close?: () => void;
+}
+
+export interface BackboneOptions {
+  readonly threads?: number;
+  /** Release each model as soon as a generation no longer needs it (slower repeated runs, lower peak memory). */
+  readonly lowMemory?: boolean;
+  /** 'int8' quantizes the Linear weights of the MMDiT and text encoders (cached next to the checkpoint). */
+  readonly dtype?: 'float32' | 'int8';
+  /** Decode in overlapping tiles of this many latent cells (off by default). */
+  readonly vaeTile?: { readonly size: number; readonly overlap: number };
+}
+
+/** A model loaded on first use, releasable. */
+class Lazy<T extends { dispose(): Promise<void> }> {
+  private value: Promise<T> | undefined;
+  constructor(private readonly make: () => Promise<T>) {}
+  get loaded(): boolean { return this.value !== undefined; }
+  get(): Promise<T> {
+    this.value ??= this.make();
+    this.value.catch(() => { this.value = undefined; });
+    return this.value;
+  }
+  async release(): Promise<void> {
+    const v = this.value;
+    this.value = undefined;
+    if (v) await (await v).dispose();
+  }
+}
+
+export class SD3Backbone {
+  readonly mmditConfig: MMDiTConfig;
+  private readonly clipL: Lazy<CLIPTextEncoder>;
+  private readonly clipG: Lazy<CLIPTextEncoder>;
+  private readonly t5: Lazy<T5Encoder> | undefined;
+  private readonly mmdit: Lazy<MMDiT>;
+  private readonly vae: Lazy<VAE>;
+  private vaeFactor: number | undefined;
+
+  constructor(readonly weights: SD3Weights, readonly options: BackboneOptions = {}) {
+    this.mmditConfig = inferMMDiTConfig(weights.mmdit);
+    const threads = options.threads !== undefined ? { threads: options.threads } : {};
+    const int8 = options.dtype === 'int8';
+    const quant = (): QuantizedLinears => {
+      if (!weights.quantize) throw new SD3Error(`int8 mode needs weights on disk (${weights.label} has none)`);
+      return weights.quantize('mmdit', mmditLinearNames(weights.mmdit));
+    };
+    this.clipL = new Lazy(() => CLIPTextEncoder.load(weights.clipL, weights.clipLConfig ?? {}, { ...threads, label: 'CLIP-L' }));
+    this.clipG = new Lazy(() => CLIPTextEncoder.load(weights.clipG, weights.clipGConfig ?? {}, { ...threads, label: 'CLIP-G' }));
+    this.t5 = weights.t5 ? new Lazy(() => T5Encoder.load(weights.t5!, weights.t5Config ?? {}, { ...threads })) : undefined;
+    this.mmdit = new Lazy(() => MMDiT.load(weights.mmdit, { ...threads, ...(int8 ? { quant: quant() } : {}) }));
+    this.vae = new Lazy(() => VAE.load(weights.vae, threads));
+  }
+
+  get hasT5(): boolean { return this.t5 !== undefined; }
+  get shift(): number { return this.weights.shift; }
+
+  /** Pixels per latent cell (8 for SD3). */
+  async downsampleFactor(): Promise<number> {
+    this.vaeFactor ??= (await this.vae.get()).config.downsampleFactor;
+    return this.vaeFactor;
+  }
+
+  /** Text embeddings of B prompts from their token ids: context [B, 77 + T, width], y [B, pooled]. */
+  async encodeText(ids: TokenIds): Promise<PromptEmbedding> {
+    const clipL = await (await this.clipL.get()).encode(ids.clipL);
+    if (this.options.lowMemory) await this.clipL.release();
+    const clipG = await (await this.clipG.get()).encode(ids.clipG);
+    if (this.options.lowMemory) await this.clipG.release();
+    let t5: Tensor | undefined;
+    if (this.t5 && ids.t5) {
+      t5 = await (await this.t5.get()).encode(ids.t5);
+      if (this.options.lowMemory) await this.t5.release();
+    }
+    const { context, y } = sd3Conditioning({ clipL, clipG, t5 }, { contextWidth: this.mmditConfig.contextInFeatures });
+    return { context, y };
+  }
+
+  /** Images [B, 3, H, W] in [-1, 1] -> model-space latents, sampling the posterior with seeded noise. */
+  async encodeImage(images: Tensor<'float32'>, seeds: readonly number[]): Promise<Float32Array> {
+    const vae = await this.vae.get();
+    const posterior = await vae.encode(images);
+    const per = posterior.mean.data.length / seeds.length;
+    // A stream distinct from the diffusion noise of the same seed.
+    const eps = batchNoise(seeds.map((s) => (s ^ 0x5bd1e995) >>> 0), per);
+    const latent = toModelSpace(samplePosterior(posterior, tensor('float32', posterior.mean.shape, eps)));
+    if (this.options.lowMemory) await vae.release('encoder');
+    return latent.data;
+  }
+
+  /** sigma * noise + (1 - sigma) * latent */
+  addNoise(latent: Float32Array, noise: Float32Array, sigma: number): Float32Array {
+    return addNoise(latent, noise, sigma);
+  }
+
+  /** Runs the denoising loop (see denoise.ts) on the MMDiT. */
+  async denoise(o: Omit<SampleOptions, 'model'>): Promise<Float32Array> {
+    const model = await this.mmdit.get();
+    const out = await sampleLatents({ ...o, model });
+    if (this.options.lowMemory) await this.mmdit.release();
+    return out;
+  }
+
+  /** Model-space latents [B, 16, h, w] -> images [B, 3, H, W], roughly in [-1, 1]. */
+  async decode(latent: Tensor<'float32'>): Promise<Tensor<'float32'>> {
+    const vae = await this.vae.get();
+    const image = await vae.decode(fromModelSpace(latent), this.options.vaeTile ? { tile: this.options.vaeTile } : {});
+    if (this.options.lowMemory) await vae.release('decoder');
+    return image;
+  }
+
+  /** Loads every model now (otherwise each loads on first use). */
+  async loadAll(): Promise<void> {
+    await Promise.all([this.clipL.get(), this.clipG.get(), this.mmdit.get(), this.vae.get(), this.t5?.get()]);
+  }
+
+  /** Releases the text encoders (e.g. between encoding and denoising, to bound memory). */
+  async releaseTextEncoders(): Promise<void> {
+    await Promise.all([this.clipL.release(), this.clipG.release(), this.t5?.release()]);
+  }
+
+  async dispose(): Promise<void> {
+    await Promise.all([this.clipL.release(), this.clipG.release(), this.t5?.release(), this.mmdit.release(), this.vae.release()]);
+    this.weights.close?.();
+  }
+}
+
+/** Empty conditioning check shared by the tasks. */
+export function conditioning(positive: PromptEmbedding, negative: PromptEmbedding | undefined): Conditioning {
+  return negative ? { positive, negative } : { positive };
+}
+
+/** The MMDiT's Linear weight names, learned by building its graph once with a recorder. */
+function mmditLinearNames(store: WeightStore): string[] {
+  const rec = new LinearRecorder();
+  buildMMDiTGraph({ g: new GraphBuilder('record'), w: store, quant: rec }, inferMMDiTConfig(store));
+  return rec.names;
+}
