@@ -113,7 +113,7 @@ export class CLIPTokenizer {
     } catch (e) {
       throw new FileFormatError(file, `cannot read as a gzip text file: ${(e as Error).message}`);
     }
-    const lines = text.split('\n').slice(1, 1 + OPENAI_MERGES);
+    const lines = firstLines(text, 1 + OPENAI_MERGES).slice(1);
     if (lines.length < OPENAI_MERGES) throw new FileFormatError(file, `has ${lines.length} merges; expected ${OPENAI_MERGES}`);
     const ranks = mergeRanks(lines, file, 1);
     const tokens = [...BYTE_SYMBOLS_IN_ORDER, ...BYTE_SYMBOLS_IN_ORDER.map((s) => s + '</w>')];
@@ -245,14 +245,24 @@ function readText(file: string): string {
 function mergeRanks(lines: string[], file: string, firstLine: number): Map<string, number> {
   const ranks = new Map<string, number>();
   let rank = 0;
-  lines.forEach((raw, i) => {
-    const line = raw.replace(/\r$/, '');
-    if (line === '') return;
-    const parts = line.split(' ');
-    if (parts.length !== 2 || !parts[0] || !parts[1]) throw new FileFormatError(file, `line ${firstLine + i + 1} is ${JSON.stringify(line)}; expected a merge "a b"`);
+  for (let i = 0; i < lines.length; i++) {
+    let line = lines[i]!;
+    if (line.endsWith('\r')) line = line.slice(0, -1);
+    if (line === '') continue;
+    const space = line.indexOf(' ');
+    if (space <= 0 || space === line.length - 1 || line.indexOf(' ', space + 1) >= 0) {
+      throw new FileFormatError(file, `line ${firstLine + i + 1} is ${JSON.stringify(line)}; expected a merge "a b"`);
+    }
     ranks.set(line, rank++);
-  });
+  }
   return ranks;
+}
+
+/** The first `n` lines of `text` (the merges file has five times more lines than openai reads). */
+function firstLines(text: string, n: number): string[] {
+  let end = 0;
+  for (let i = 0; i < n && end >= 0; i++) end = text.indexOf('\n', end + 1);
+  return (end < 0 ? text : text.slice(0, end)).split('\n');
 }
 
 function toByteSymbols(piece: string): string {
