@@ -1,0 +1,19 @@
+/** sd3-ts: Stable Diffusion 3 Medium in TypeScript. */
+export { TextToImage } from './pipelines/text-to-image.js';
+export { ImageToImage } from './pipelines/image-to-image.js';
+export { Inpaint } from './pipelines/inpaint.js';
+export { SD3Task, type ImageShape, VERSION } from './pipelines/task.js';
+export { SD3Backbone, type BackboneOptions, type SD3Weights } from './pipelines/backbone.js';
+export { SD3Preprocessor, type TokenIds } from './pipelines/preprocessor.js';
+export type { GenerateOptions, StrengthOptions, PromptInput, ImagePromptInput, InpaintInput, ImageLike, MaskLike } from './pipelines/inputs.js';
+export type { StepInfo, Conditioning, PromptEmbedding } from './pipelines/denoise.js';
+export { loadPreset, PRESETS, type PresetOptions, type LoadedPreset } from './presets/index.js';
+export { openCheckpoint, openDiffusers } from './loaders/checkpoint.js';
+export { RGBImage, readImage, decodeImage, readPNGText } from './image/image.js';
+export { SD3Error, AbortError, FileFormatError } from './core/errors.js';
+export { type Tensor, type DType, tensor } from './core/tensor.js';
+export { SafetensorsFile, writeSafetensors } from './core/safetensors.js';
+export { sigmaSchedule, startIndex } from './sampler/flow-match.js';
+export * as hub from './hub/index.js';
+export * as tokenizers from './tokenizers/index.js';
+export * as models from './models/index.js';

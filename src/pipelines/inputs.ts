@@ -1,0 +1,186 @@
+/**
+ * Input handling shared by the tasks: KerasHub's accepted prompt forms, option defaults and validation,
+ * seeds, and conversions between images/masks and tensors. Every check names the value and what was expected.
+ */
+import { SD3Error, describe } from '../core/errors.js';
+import { type Tensor, tensor } from '../core/tensor.js';
+import { RGBImage, resizeNearest } from '../image/image.js';
+import { checkSeed, randomSeed } from '../sampler/noise.js';
+import type { StepInfo } from './denoise.js';
+
+export type PromptInput = string | readonly string[] | { readonly prompts: string | readonly string[]; readonly negativePrompts?: string | readonly string[] };
+
+/** An image: 8-bit RGB, or a [H, W, 3] tensor (float32 in [-1, 1], or uint8). */
+export type ImageLike = RGBImage | Tensor;
+/** A mask (1 / true / white = repaint): [H, W] tensor (bool, uint8 0..255 or float32 0..1), or an RGB image (red channel). */
+export type MaskLike = RGBImage | Tensor;
+
+export interface ImagePromptInput {
+  readonly images: ImageLike | readonly ImageLike[];
+  readonly prompts: string | readonly string[];
+  readonly negativePrompts?: string | readonly string[];
+}
+export interface InpaintInput extends ImagePromptInput {
+  readonly masks: MaskLike | readonly MaskLike[];
+}
+
+export interface GenerateOptions {
+  /** Denoising steps (default 28 for text-to-image, 50 for image-to-image and inpainting). */
+  readonly numSteps?: number;
+  /** Classifier-free guidance scale (default 7.0); <= 1 runs one pass without the negative prompt. */
+  readonly guidanceScale?: number;
+  /** Seed of the whole batch: image i uses seed + i. */
+  readonly seed?: number;
+  /** One seed per image (image i is then reproducible alone, whatever the batch). */
+  readonly seeds?: readonly number[];
+  /** Checked between steps: aborting stops within one step with an AbortError. */
+  readonly signal?: AbortSignal;
+  readonly onStep?: (info: StepInfo) => void;
+}
+
+export interface StrengthOptions extends GenerateOptions {
+  /** How much of the image is repainted: 1 starts from pure noise, 0 returns the image (VAE round trip). */
+  readonly strength?: number;
+}
+
+export interface Prompts {
+  readonly prompts: string[];
+  readonly negatives: string[];
+  /** The input was a single prompt (return one image, not a list). */
+  readonly single: boolean;
+}
+
+function stringList(value: unknown, what: string): string[] {
+  const list = typeof value === 'string' ? [value] : value;
+  if (!Array.isArray(list)) throw new SD3Error(`${what} must be a string or a list of strings, got ${describe(value)}`);
+  if (list.length === 0) throw new SD3Error(`${what} must not be an empty list`);
+  list.forEach((p, i) => {
+    if (typeof p !== 'string') throw new SD3Error(`${what}[${i}] must be a string, got ${describe(p)}`);
+  });
+  return [...list] as string[];
+}
+
+/** A prompt, a list, or { prompts, negativePrompts } (missing negative prompts are ""). */
+export function normalizePrompts(input: unknown): Prompts {
+  if (typeof input === 'string' || Array.isArray(input)) {
+    const prompts = stringList(input, 'prompts');
+    return { prompts, negatives: prompts.map(() => ''), single: typeof input === 'string' };
+  }
+  if (typeof input !== 'object' || input === null || !('prompts' in input)) {
+    throw new SD3Error(`input must be a prompt, a list of prompts or { prompts, negativePrompts }, got ${describe(input)}`);
+  }
+  const o = input as { prompts: unknown; negativePrompts?: unknown };
+  const prompts = stringList(o.prompts, 'prompts');
+  let negatives = o.negativePrompts === undefined ? prompts.map(() => '') : stringList(o.negativePrompts, 'negativePrompts');
+  if (negatives.length === 1 && prompts.length > 1) negatives = prompts.map(() => negatives[0]!);
+  if (negatives.length !== prompts.length) throw new SD3Error(`got ${prompts.length} prompts but ${negatives.length} negative prompts`);
+  return { prompts, negatives, single: typeof o.prompts === 'string' };
+}
+
+export interface Resolved {
+  readonly numSteps: number;
+  readonly guidanceScale: number;
+  readonly seeds: number[];
+  readonly strength: number;
+}
+
+export function resolveOptions(o: StrengthOptions | undefined, batch: number, defaults: { numSteps: number; strength: number }): Resolved {
+  const opts = o ?? {};
+  if (typeof opts !== 'object') throw new SD3Error(`options must be an object, got ${describe(opts)}`);
+  const numSteps = opts.numSteps ?? defaults.numSteps;
+  if (!Number.isInteger(numSteps) || numSteps < 1) throw new SD3Error(`numSteps must be an integer >= 1, got ${describe(numSteps)}`);
+  const guidanceScale = opts.guidanceScale ?? 7.0;
+  if (typeof guidanceScale !== 'number' || !Number.isFinite(guidanceScale)) throw new SD3Error(`guidanceScale must be a finite number, got ${describe(guidanceScale)}`);
+  const strength = opts.strength ?? defaults.strength;
+  if (typeof strength !== 'number' || !(strength >= 0 && strength <= 1)) throw new SD3Error(`strength must be a number in [0, 1], got ${describe(strength)}`);
+  let seeds: number[];
+  if (opts.seeds !== undefined) {
+    if (!Array.isArray(opts.seeds) || opts.seeds.length !== batch) throw new SD3Error(`seeds must list one seed per image (${batch}), got ${describe(opts.seeds)}`);
+    seeds = opts.seeds.map((s, i) => checkSeed(s, `seeds[${i}]`));
+  } else {
+    const base = opts.seed === undefined ? randomSeed() : checkSeed(opts.seed);
+    seeds = Array.from({ length: batch }, (_, i) => (base + i) % 0x100000000);
+  }
+  if (opts.signal !== undefined && !(opts.signal instanceof AbortSignal)) throw new SD3Error(`signal must be an AbortSignal, got ${describe(opts.signal)}`);
+  if (opts.onStep !== undefined && typeof opts.onStep !== 'function') throw new SD3Error(`onStep must be a function, got ${describe(opts.onStep)}`);
+  return { numSteps, guidanceScale, seeds, strength };
+}
+
+export function asList<T>(v: T | readonly T[], what: string, n: number): T[] {
+  const list = Array.isArray(v) ? [...(v as readonly T[])] : [v as T];
+  if (list.length === 1 && n > 1) return Array.from({ length: n }, () => list[0]!);
+  if (list.length !== n) throw new SD3Error(`got ${n} prompts but ${list.length} ${what}`);
+  return list;
+}
+
+/** An image as 8-bit RGB of exactly width x height (nearest-neighbour resize, as KerasHub does). */
+export function toRGB(img: ImageLike, i: number, width: number, height: number): RGBImage {
+  let rgb: RGBImage;
+  if (img instanceof RGBImage) {
+    rgb = img;
+  } else if (img && typeof img === 'object' && 'shape' in img && 'data' in img) {
+    const t = img as Tensor;
+    if (t.shape.length !== 3 || t.shape[2] !== 3) throw new SD3Error(`images[${i}] must be [height, width, 3] (channels last), got [${t.shape.join(', ')}]`);
+    const [h, w] = t.shape as [number, number, number];
+    const out = new Uint8Array(h * w * 3);
+    if (t.dtype === 'uint8') out.set(t.data as Uint8Array);
+    else if (t.dtype === 'float32') {
+      const d = t.data as Float32Array;
+      for (let k = 0; k < out.length; k++) {
+        const v = d[k]!;
+        if (!(v >= -1.0001 && v <= 1.0001)) throw new SD3Error(`images[${i}] float values must be in [-1, 1], found ${v}`);
+        out[k] = Math.round(Math.min(1, Math.max(0, (v + 1) / 2)) * 255);
+      }
+    } else throw new SD3Error(`images[${i}] must be float32 in [-1, 1] or uint8, got ${t.dtype}`);
+    rgb = new RGBImage(w, h, out);
+  } else {
+    throw new SD3Error(`images[${i}] must be an RGBImage or a [height, width, 3] tensor, got ${describe(img)}`);
+  }
+  return resizeNearest(rgb, width, height);
+}
+
+/** RGB images -> [B, 3, H, W] float32 in [-1, 1]. */
+export function imagesToTensor(images: readonly RGBImage[]): Tensor<'float32'> {
+  const { width: W, height: H } = images[0]!;
+  const out = new Float32Array(images.length * 3 * H * W);
+  images.forEach((img, b) => {
+    for (let p = 0; p < H * W; p++) for (let c = 0; c < 3; c++) out[((b * 3 + c) * H * W) + p] = (img.data[p * 3 + c]! / 255) * 2 - 1;
+  });
+  return tensor('float32', [images.length, 3, H, W], out);
+}
+
+/**
+ * A mask at latent resolution, KerasHub's way: resized to the image size (nearest), thresholded at 0.5,
+ * then resized to the latent grid (nearest, half-pixel centres: an 8x reduction takes pixel 8i + 4).
+ */
+export function maskToLatent(mask: MaskLike, i: number, width: number, height: number, lw: number, lh: number): Float32Array {
+  let values: Float32Array;
+  let mw: number;
+  let mh: number;
+  if (mask instanceof RGBImage) {
+    [mw, mh] = [mask.width, mask.height];
+    values = Float32Array.from({ length: mw * mh }, (_, p) => mask.data[p * 3]! / 255);
+  } else if (mask && typeof mask === 'object' && 'shape' in mask) {
+    const t = mask as Tensor;
+    const shape = t.shape.length === 3 && t.shape[2] === 1 ? t.shape.slice(0, 2) : t.shape;
+    if (shape.length !== 2) throw new SD3Error(`masks[${i}] must be [height, width], got [${t.shape.join(', ')}]`);
+    [mh, mw] = shape as [number, number];
+    if (t.dtype === 'bool') values = Float32Array.from(t.data as Uint8Array, (v) => (v ? 1 : 0));
+    else if (t.dtype === 'uint8') values = Float32Array.from(t.data as Uint8Array, (v) => v / 255);
+    else if (t.dtype === 'float32') values = t.data as Float32Array;
+    else throw new SD3Error(`masks[${i}] must be bool, uint8 or float32, got ${t.dtype}`);
+  } else {
+    throw new SD3Error(`masks[${i}] must be an RGBImage or a [height, width] tensor, got ${describe(mask)}`);
+  }
+  const pick = (n: number, from: number, to: number) => Math.min(from - 1, Math.floor(((n + 0.5) * from) / to));
+  const out = new Float32Array(lw * lh);
+  for (let y = 0; y < lh; y++) {
+    const iy = pick(y, height, lh); // pixel row at image size
+    const my = pick(iy, mh, height); // mask row for that pixel
+    for (let x = 0; x < lw; x++) {
+      const mx = pick(pick(x, width, lw), mw, width);
+      out[y * lw + x] = values[my * mw + mx]! > 0.5 ? 1 : 0;
+    }
+  }
+  return out;
+}
