@@ -47,9 +47,29 @@ function downsample(nn: NN, prefix: string, x: Value): Value {
   return conv2d(nn, `${prefix}.conv`, x, { stride: 2, pads: [0, 0, 1, 1] });
 }
 
-/** Nearest-neighbour x2, then a 3x3 conv. */
+/**
+ * Nearest-neighbour x2, then a 3x3 conv, computed at the low resolution: output pixel (2i + a, 2j + b) sees
+ * source rows {i-1, i} (a = 0) or {i, i+1} (a = 1), and likewise for columns, so each of the four phases is a
+ * 2x2 conv whose taps sum the 3x3 taps landing on the same source pixel. Same result, 2.25x fewer multiply-adds
+ * and no upsampled copy of the input. The folded kernels are constants (ORT folds them at load).
+ */
 function upsample(nn: NN, prefix: string, x: Value): Value {
-  return conv2d(nn, `${prefix}.conv`, nn.g.upsampleNearest(x, 2), { pads: SAME });
+  const { g } = nn;
+  const w = param(nn, `${prefix}.conv.weight`); // [C, C, 3, 3]
+  const bias = param(nn, `${prefix}.conv.bias`);
+  const fold = (k: Value, axis: number, phase: number) => {
+    const [k0, k1, k2] = g.split(k, [1, 1, 1], axis) as [Value, Value, Value];
+    return phase === 0 ? g.concat([k0, g.add(k1, k2)], axis) : g.concat([g.add(k0, k1), k2], axis);
+  };
+  const phases: Value[] = [];
+  for (const a of [0, 1]) {
+    for (const b of [0, 1]) {
+      const k = fold(fold(w, 2, a), 3, b); // [C, C, 2, 2]
+      phases.push(g.conv(x, k, bias, { pads: [1 - a, 1 - b, a, b] })); // [B, C, H, W]
+    }
+  }
+  // channels (a, b, c) -> pixel (2i + a, 2j + b) of channel c
+  return g.node('DepthToSpace', [g.concat(phases, 1)], { blocksize: 2, mode: 'DCR' }); // [B, C, 2H, 2W]
 }
 
 function middle(nn: NN, config: VAEConfig, prefix: string, x: Value): Value {
