@@ -1,0 +1,73 @@
+#!/usr/bin/env node
+/**
+ * The `sd3` command: generate (text-to-image, --image for image-to-image, --mask for inpainting), download,
+ * serve. Exit codes: 0 success, 1 failure, 2 bad usage or input, 130 interrupted.
+ */
+import { AbortError, SD3Error } from '../core/errors.js';
+import { UsageError } from './args.js';
+import { VERSION } from '../pipelines/task.js';
+import { runDownload } from './download.js';
+import { runGenerate } from './generate.js';
+import { runServe } from './serve.js';
+
+const HELP = `sd3 ${VERSION}: Stable Diffusion 3 Medium in TypeScript
+
+Usage:
+  sd3 generate -p "a photo of a cat" [-m MODEL] [-o out.png] [options]
+  sd3 generate --image in.png -p "..."                 image-to-image
+  sd3 generate --image in.png --mask mask.png -p "..." inpainting (white = repaint)
+  sd3 download <repo> [--file NAME.safetensors] [--t5]
+  sd3 serve [-m MODEL] [--port 7860]
+
+Run "sd3 <command> --help" for a command's options.
+MODEL: a preset (stable_diffusion_3_medium, tiny-random), a .safetensors file, a folder
+(single file or diffusers layout), or a Hugging Face repo id (org/name[/file.safetensors]).`;
+
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+    console.log(HELP);
+    return command === undefined ? 2 : 0;
+  }
+  if (command === '--version' || command === '-v') {
+    console.log(VERSION);
+    return 0;
+  }
+  const controller = new AbortController();
+  let interrupted = false;
+  const onSigint = () => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    process.stderr.write('\ninterrupted: stopping after the current step (Ctrl-C again to quit now)\n');
+    controller.abort();
+  };
+  process.on('SIGINT', onSigint);
+  try {
+    switch (command) {
+      case 'generate': return await runGenerate(rest, controller.signal);
+      case 'download': return await runDownload(rest, controller.signal);
+      case 'serve': return await runServe(rest, controller.signal);
+      default: throw new UsageError(`unknown command "${command}" (expected generate, download or serve; see sd3 --help)`);
+    }
+  } catch (e) {
+    if (e instanceof AbortError || (e as Error).name === 'AbortError') {
+      process.stderr.write('sd3: stopped; nothing was written\n');
+      return 130;
+    }
+    if (e instanceof UsageError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`sd3 ${command}: ${(e as Error).message}\n`);
+      return 2;
+    }
+    if (e instanceof SD3Error) {
+      process.stderr.write(`sd3 ${command}: ${e.message}\n`);
+      return 1;
+    }
+    process.stderr.write(`sd3 ${command}: unexpected error: ${(e as Error).stack ?? e}\n`);
+    return 1;
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));
