@@ -1,0 +1,46 @@
+/** Parity of the CLIP text towers (clip_l and clip_g fixtures): every output, the debug stream, the pooled index. */
+import * as path from 'node:path';
+import { SafetensorsFile } from '../../src/core/safetensors.js';
+import type { Tensor } from '../../src/core/tensor.js';
+import { SafetensorsStore, withPrefix } from '../../src/core/weights.js';
+import { CLIPTextEncoder, clipConfigFromHF } from '../../src/models/clip.js';
+import { type Check, type FixtureCase, compareOutputs, exact, loadCase, readJson, toleranceOf } from './lib.js';
+
+/** Position of the first largest id in each row (the reference's pooled index). */
+function argmaxRows(ids: Tensor<'int64'>): number[] {
+  const [b, l] = ids.shape as [number, number];
+  return Array.from({ length: b }, (_, r) => {
+    let best = 0;
+    for (let j = 1; j < l; j++) if (ids.data[r * l + j]! > ids.data[r * l + best]!) best = j;
+    return best;
+  });
+}
+
+export async function checkCLIP(dir: string): Promise<Check[]> {
+  const cfg = readJson(path.join(dir, 'config.json'));
+  const file = SafetensorsFile.open(path.join(dir, cfg.weights_file ?? 'weights.safetensors'));
+  const store = new SafetensorsStore([file], withPrefix(cfg.weights_prefix ?? ''));
+  const tol = toleranceOf(cfg);
+  const checks: Check[] = [];
+  const encoder = await CLIPTextEncoder.load(store, clipConfigFromHF(cfg.config ?? {}), { threads: 1, debug: true, label: cfg.component });
+  try {
+    for (const c of cfg.cases as FixtureCase[]) {
+      const t = loadCase(dir, c);
+      const ids = t['input.input_ids'] as Tensor<'int64'>;
+      const out = await encoder.encode(ids);
+      const eos = t['input.eos_index'];
+      if (eos) checks.push(exact(`${c.name}:eos_index`, argmaxRows(ids).join() === [...(eos.data as BigInt64Array)].join()));
+      checks.push(...compareOutputs(c.name, {
+        'output.penultimate_hidden_state': out.penultimate,
+        'output.last_hidden_state': out.last,
+        'output.pooled': out.pooled,
+        'output.pooled_projected': out.pooledProjected,
+        'debug.hidden_states': out.hiddenStates,
+      }, t, tol, { debug: true }));
+    }
+  } finally {
+    await encoder.dispose();
+    file.close();
+  }
+  return checks;
+}
