@@ -124,8 +124,8 @@ function describeConfig(c: CLIPTextConfig): string {
   return `hiddenSize ${c.hiddenSize}, intermediateSize ${c.intermediateSize}, vocabSize ${c.vocabSize}, maxPositionEmbeddings ${c.maxPositionEmbeddings}`;
 }
 
-/** Every weight the graph reads, with its shape. */
-function clipWeightShapes(c: CLIPTextConfig, projection: boolean): Map<string, number[]> {
+/** Every weight the CLIP graph reads (names after the component prefix), with its shape. */
+export function clipWeightShapes(c: CLIPTextConfig, projection: boolean): Map<string, number[]> {
   const W = c.hiddenSize;
   const I = c.intermediateSize;
   const m = new Map<string, number[]>([[TOKEN_EMBEDDING, [c.vocabSize, W]], [POSITION_EMBEDDING, [c.maxPositionEmbeddings, W]]]);
