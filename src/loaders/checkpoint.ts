@@ -42,8 +42,12 @@ function store(files: SafetensorsFile[], table: RenameTable, label: string): Saf
   return new SafetensorsStore(files, table, label);
 }
 
-function int8For(stores: Partial<Record<string, SafetensorsStore>>) {
-  return (model: 'mmdit', names: readonly string[]) => openInt8Cache(stores[model]!, names, model);
+function int8For(stores: Partial<Record<string, SafetensorsStore | undefined>>) {
+  return (model: 'mmdit' | 't5', names: readonly string[]) => {
+    const s = stores[model];
+    if (!s) throw new SD3Error(`no ${model} weights to quantize`);
+    return openInt8Cache(s, names, model);
+  };
 }
 
 /** Opens a checkpoint file or folder. */
@@ -184,7 +188,7 @@ export function openDiffusers(dir: string, opts: OpenOptions = {}): OpenedCheckp
         clipLConfig: clipConfigFromHF(cfg('clipL')),
         clipGConfig: clipConfigFromHF(cfg('clipG')),
         ...(opts.t5 ? { t5Config: t5ConfigFromHF(cfg('t5')) } : {}),
-        quantize: int8For({ mmdit }),
+        quantize: int8For({ mmdit, t5 }),
         close: () => { for (const f of opened) f.close(); },
       },
       preprocessor: new SD3Preprocessor(tok('tokenizerL'), tok('tokenizerG'), opts.t5 ? T5Tokenizer.fromFolder(sub('tokenizerT5')) : undefined),

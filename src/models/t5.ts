@@ -12,7 +12,7 @@
 import { SD3Error } from '../core/errors.js';
 import { type Tensor, tensor } from '../core/tensor.js';
 import type { WeightStore } from '../core/weights.js';
-import { type NN, linear, param } from '../nn/layers.js';
+import { type NN, type QuantizedLinears, linear, param } from '../nn/layers.js';
 import { type BuiltModel, GraphBuilder, type Value } from '../onnx/builder.js';
 import { Session } from '../runtime/ort.js';
 import { checkIds, checkWeightShapes, countLayers, positiveInt } from './text-encoder-checks.js';
@@ -163,9 +163,9 @@ function block(nn: NN, p: string, x: Value, bias: Value, c: T5Config): Value {
  * (`relativePositionBuckets(L)`); output `last_hidden_state` [B, L, dModel], and with `debug`
  * `hidden_states` [layers, B, L, dModel] (after each block) and `position_bias` [1, heads, L, L].
  */
-export function buildT5EncoderModel(store: WeightStore, config: T5Config, opts: { debug?: boolean } = {}): BuiltModel {
+export function buildT5EncoderModel(store: WeightStore, config: T5Config, opts: { debug?: boolean; quant?: QuantizedLinears } = {}): BuiltModel {
   const g = new GraphBuilder('t5_encoder');
-  const nn: NN = { g, w: store };
+  const nn: NN = { g, w: store, ...(opts.quant ? { quant: opts.quant } : {}) };
   const ids = g.input('input_ids', 'int64', ['B', 'L']);
   const buckets = g.input('position_bucket', 'int32', ['L', 'L']);
 
@@ -201,6 +201,8 @@ export interface T5LoadOptions {
   readonly debug?: boolean;
   /** Name used in errors (e.g. "T5-XXL"). */
   readonly label?: string;
+  /** Pre-quantized Linear weights (int8 path). */
+  readonly quant?: QuantizedLinears;
 }
 
 /**
@@ -217,7 +219,7 @@ export class T5Encoder {
   static async load(store: WeightStore, config: Partial<T5Config> = {}, opts: T5LoadOptions = {}): Promise<T5Encoder> {
     const label = opts.label ?? 'T5 encoder';
     const full = inferT5Config(store, config);
-    const built = buildT5EncoderModel(store, full, { debug: opts.debug ?? false });
+    const built = buildT5EncoderModel(store, full, { debug: opts.debug ?? false, ...(opts.quant ? { quant: opts.quant } : {}) });
     const session = await Session.create(label, built.bytes, {
       ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
       ...(built.externalFolder ? { externalFolder: built.externalFolder } : {}),

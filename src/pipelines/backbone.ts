@@ -11,7 +11,7 @@ import { sd3Conditioning } from '../models/conditioning.js';
 import { MMDiT, type MMDiTConfig, buildMMDiTGraph, inferMMDiTConfig } from '../models/mmdit.js';
 import { GraphBuilder } from '../onnx/builder.js';
 import { LinearRecorder } from '../quant/int8.js';
-import { type T5Config, T5Encoder } from '../models/t5.js';
+import { type T5Config, T5Encoder, buildT5EncoderModel, inferT5Config } from '../models/t5.js';
 import { VAE, fromModelSpace, samplePosterior, toModelSpace } from '../models/vae.js';
 import type { QuantizedLinears } from '../nn/layers.js';
 import { addNoise } from '../sampler/flow-match.js';
@@ -32,8 +32,8 @@ export interface SD3Weights {
   readonly t5Config?: Partial<T5Config>;
   /** Flow-matching shift (3.0 for SD3 Medium). */
   readonly shift: number;
-  /** int8 Linear weights for the named Linear layers of a model (int8 mode; cached next to the checkpoint). */
-  readonly quantize?: (model: 'mmdit', linearNames: readonly string[]) => QuantizedLinears;
+  /** int8 Linear weights for the named Linear layers of a model (cached next to the checkpoint). */
+  readonly quantize?: (model: 'mmdit' | 't5', linearNames: readonly string[]) => QuantizedLinears;
   /** Closes open files. */
   readonly close?: () => void;
 }
@@ -44,6 +44,8 @@ export interface BackboneOptions {
   readonly lowMemory?: boolean;
   /** 'int8' quantizes the Linear weights of the MMDiT and text encoders (cached next to the checkpoint). */
   readonly dtype?: 'float32' | 'int8';
+  /** T5-XXL precision when the weights are on disk: 'int8' (default, 4.8 GB) or 'float32' (19 GB). */
+  readonly t5Dtype?: 'float32' | 'int8';
   /** Decode in overlapping tiles of this many latent cells (off by default). */
   readonly vaeTile?: { readonly size: number; readonly overlap: number };
 }
@@ -82,9 +84,13 @@ export class SD3Backbone {
       if (!weights.quantize) throw new SD3Error(`int8 mode needs weights on disk (${weights.label} has none)`);
       return weights.quantize('mmdit', mmditLinearNames(weights.mmdit));
     };
+    // T5-XXL is 4.76 B parameters (19 GB as float32): on disk it always runs with int8 Linear weights (4.8 GB),
+    // loaded alone and released right after encoding; see README "Memory".
+    const t5Quant = (store: WeightStore): { quant?: QuantizedLinears } =>
+      weights.quantize && options.t5Dtype !== 'float32' ? { quant: weights.quantize('t5', t5LinearNames(store, weights.t5Config)) } : {};
     this.clipL = new Lazy(() => CLIPTextEncoder.load(weights.clipL, weights.clipLConfig ?? {}, { ...threads, label: 'CLIP-L' }));
     this.clipG = new Lazy(() => CLIPTextEncoder.load(weights.clipG, weights.clipGConfig ?? {}, { ...threads, label: 'CLIP-G' }));
-    this.t5 = weights.t5 ? new Lazy(() => T5Encoder.load(weights.t5!, weights.t5Config ?? {}, { ...threads })) : undefined;
+    this.t5 = weights.t5 ? new Lazy(() => T5Encoder.load(weights.t5!, weights.t5Config ?? {}, { ...threads, label: 'T5-XXL', ...t5Quant(weights.t5!) })) : undefined;
     this.mmdit = new Lazy(() => MMDiT.load(weights.mmdit, { ...threads, ...(int8 ? { quant: quant() } : {}) }));
     this.vae = new Lazy(() => VAE.load(weights.vae, threads));
   }
@@ -106,8 +112,10 @@ export class SD3Backbone {
     if (this.options.lowMemory) await this.clipG.release();
     let t5: Tensor | undefined;
     if (this.t5 && ids.t5) {
+      // Make room: T5 runs alone, then is released.
+      await Promise.all([this.mmdit.release(), this.vae.release(), this.clipL.release(), this.clipG.release()]);
       t5 = await (await this.t5.get()).encode(ids.t5);
-      if (this.options.lowMemory) await this.t5.release();
+      await this.t5.release();
     }
     const { context, y } = sd3Conditioning({ clipL, clipG, t5 }, { contextWidth: this.mmditConfig.contextInFeatures });
     return { context, y };
@@ -171,5 +179,12 @@ export function conditioning(positive: PromptEmbedding, negative: PromptEmbeddin
 function mmditLinearNames(store: WeightStore): string[] {
   const rec = new LinearRecorder();
   buildMMDiTGraph({ g: new GraphBuilder('record'), w: store, quant: rec }, inferMMDiTConfig(store));
+  return rec.names;
+}
+
+/** T5's Linear weight names, learned the same way. */
+function t5LinearNames(store: WeightStore, config: Partial<T5Config> | undefined): string[] {
+  const rec = new LinearRecorder();
+  buildT5EncoderModel(store, inferT5Config(store, config ?? {}), { quant: rec });
   return rec.names;
 }
