@@ -160,6 +160,19 @@ function componentFiles(dir: string): SafetensorsFile[] {
   return [open(path.join(dir, preferred))];
 }
 
+/**
+ * The T5 tokenizer of a diffusers folder (`tokenizer_3/`). None when model_index.json declares it absent
+ * (`"tokenizer_3": [null, null]`, diffusers' way of writing a missing component) and the folder is not there:
+ * the T5 token ids must then be supplied by the caller.
+ */
+function diffusersT5Tokenizer(dir: string): T5Tokenizer | undefined {
+  const folder = path.join(dir, DIFFUSERS_FOLDERS.tokenizerT5);
+  const entry = readJson(path.join(dir, 'model_index.json'))[DIFFUSERS_FOLDERS.tokenizerT5];
+  const declaredAbsent = Array.isArray(entry) && entry.length > 0 && entry.every((v) => v === null);
+  if (declaredAbsent && !fs.existsSync(folder)) return undefined;
+  return T5Tokenizer.fromFolder(folder);
+}
+
 /** The diffusers folder layout (`stabilityai/stable-diffusion-3-medium-diffusers`). */
 export function openDiffusers(dir: string, opts: OpenOptions = {}): OpenedCheckpoint {
   const sub = (k: keyof typeof DIFFUSERS_FOLDERS) => path.join(dir, DIFFUSERS_FOLDERS[k]);
@@ -191,7 +204,7 @@ export function openDiffusers(dir: string, opts: OpenOptions = {}): OpenedCheckp
         quantize: int8For({ mmdit, t5 }),
         close: () => { for (const f of opened) f.close(); },
       },
-      preprocessor: new SD3Preprocessor(tok('tokenizerL'), tok('tokenizerG'), opts.t5 ? T5Tokenizer.fromFolder(sub('tokenizerT5')) : undefined),
+      preprocessor: new SD3Preprocessor(tok('tokenizerL'), tok('tokenizerG'), opts.t5 ? diffusersT5Tokenizer(dir) : undefined),
     };
   } catch (e) {
     for (const f of opened) f.close();

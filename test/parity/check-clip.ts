@@ -3,8 +3,8 @@ import * as path from 'node:path';
 import { SafetensorsFile } from '../../src/core/safetensors.js';
 import type { Tensor } from '../../src/core/tensor.js';
 import { SafetensorsStore, withPrefix } from '../../src/core/weights.js';
-import { CLIPTextEncoder, clipConfigFromHF } from '../../src/models/clip.js';
-import { type Check, type FixtureCase, compareOutputs, exact, loadCase, readJson, toleranceOf } from './lib.js';
+import { CLIPTextEncoder, type CLIPTextOutput, clipConfigFromHF } from '../../src/models/clip.js';
+import { type Check, type FixtureConfig, compareOutputs, exact, loadCase, readJson, toleranceOf } from './lib.js';
 
 /** Position of the first largest id in each row (the reference's pooled index). */
 function argmaxRows(ids: Tensor<'int64'>): number[] {
@@ -20,27 +20,41 @@ export async function checkCLIP(dir: string): Promise<Check[]> {
   const cfg = readJson(path.join(dir, 'config.json'));
   const file = SafetensorsFile.open(path.join(dir, cfg.weights_file ?? 'weights.safetensors'));
   const store = new SafetensorsStore([file], withPrefix(cfg.weights_prefix ?? ''));
-  const tol = toleranceOf(cfg);
-  const checks: Check[] = [];
   const encoder = await CLIPTextEncoder.load(store, clipConfigFromHF(cfg.config ?? {}), { threads: 1, debug: true, label: cfg.component });
   try {
-    for (const c of cfg.cases as FixtureCase[]) {
-      const t = loadCase(dir, c);
-      const ids = t['input.input_ids'] as Tensor<'int64'>;
-      const out = await encoder.encode(ids);
-      const eos = t['input.eos_index'];
-      if (eos) checks.push(exact(`${c.name}:eos_index`, argmaxRows(ids).join() === [...(eos.data as BigInt64Array)].join()));
-      checks.push(...compareOutputs(c.name, {
-        'output.penultimate_hidden_state': out.penultimate,
-        'output.last_hidden_state': out.last,
-        'output.pooled': out.pooled,
-        'output.pooled_projected': out.pooledProjected,
-        'debug.hidden_states': out.hiddenStates,
-      }, t, tol, { debug: true }));
-    }
+    return await checkCLIPCases(dir, cfg, encoder);
   } finally {
     await encoder.dispose();
     file.close();
+  }
+}
+
+export interface CLIPCaseOptions {
+  /** Golden outputs that do not apply to this encoder (not compared). */
+  readonly skip?: readonly string[];
+  /** Further checks per case on the encoder's outputs. */
+  readonly extra?: (caseName: string, out: CLIPTextOutput) => Check[];
+}
+
+/** The cases of a clip_l / clip_g fixture (`dir`, its parsed `cfg`) on an encoder loaded with `debug: true`. */
+export async function checkCLIPCases(dir: string, cfg: FixtureConfig, encoder: CLIPTextEncoder, opts: CLIPCaseOptions = {}): Promise<Check[]> {
+  const tol = toleranceOf(cfg);
+  const checks: Check[] = [];
+  for (const c of cfg.cases) {
+    const t = loadCase(dir, c);
+    const ids = t['input.input_ids'] as Tensor<'int64'>;
+    const out = await encoder.encode(ids);
+    const eos = t['input.eos_index'];
+    if (eos) checks.push(exact(`${c.name}:eos_index`, argmaxRows(ids).join() === [...(eos.data as BigInt64Array)].join()));
+    const expected = Object.fromEntries(Object.entries(t).filter(([k]) => !opts.skip?.includes(k)));
+    checks.push(...compareOutputs(c.name, {
+      'output.penultimate_hidden_state': out.penultimate,
+      'output.last_hidden_state': out.last,
+      'output.pooled': out.pooled,
+      'output.pooled_projected': out.pooledProjected,
+      'debug.hidden_states': out.hiddenStates,
+    }, expected, tol, { debug: true }));
+    if (opts.extra) checks.push(...opts.extra(c.name, out));
   }
   return checks;
 }

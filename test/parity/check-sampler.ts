@@ -7,7 +7,7 @@ import { MMDiT } from '../../src/models/mmdit.js';
 import { VAE, fromModelSpace } from '../../src/models/vae.js';
 import { sampleLatents } from '../../src/pipelines/denoise.js';
 import { sigmaSchedule, startIndex } from '../../src/sampler/flow-match.js';
-import { type Check, type FixtureCase, compare, compareOutputs, loadCase, readJson, toleranceOf } from './lib.js';
+import { type Check, type FixtureConfig, compare, compareOutputs, loadCase, readJson, toleranceOf } from './lib.js';
 
 function storeFor(dir: string, ref: { weights_file: string; config_file: string }): SafetensorsStore {
   const cfg = readJson(path.join(dir, ref.config_file));
@@ -16,66 +16,82 @@ function storeFor(dir: string, ref: { weights_file: string; config_file: string 
 
 const f32 = (t: Tensor) => t as Tensor<'float32'>;
 
+export interface LoopModels {
+  readonly mmdit: MMDiT;
+  /** Decodes `output.image` where a case has one. */
+  readonly vae?: VAE | undefined;
+}
+
+export interface LoopOptions {
+  /** The flow-matching shift of a case (default: its `params.shift`). */
+  readonly shiftOf?: (params: Record<string, any>) => number;
+}
+
+/** The cases of a sampler / inpaint_kerashub fixture (`dir`, its parsed `config`) on loaded models. */
+export async function checkLoopCases(kind: 'sampler' | 'inpaint', dir: string, config: FixtureConfig, models: LoopModels, opts: LoopOptions = {}): Promise<Check[]> {
+  const tol = toleranceOf(config, { atol: 1e-5, rtol: 2e-5 });
+  const checks: Check[] = [];
+  for (const c of config.cases) {
+    const io = loadCase(dir, c);
+    const p = c.params!;
+    const noise = f32(io['input.noise']!);
+    const shape = noise.shape as [number, number, number, number];
+    const strength = kind === 'sampler' ? p.denoise : p.strength;
+    const start = startIndex(p.steps, strength);
+    if (p.start_index !== undefined && p.start_index !== start) {
+      checks.push({ name: `${c.name}:start_index`, ok: false, ratio: Infinity, detail: `computed ${start}, fixture says ${p.start_index}` });
+    }
+    const sigmas = sigmaSchedule(p.steps, opts.shiftOf ? opts.shiftOf(p) : p.shift);
+    const xs: Float32Array[] = [];
+    const init = io['input.init_latent'];
+    const mask = io['input.mask_latent'];
+    const latent = await sampleLatents({
+      model: models.mmdit,
+      shape,
+      noise: noise.data,
+      ...(init ? { init: f32(init).data } : {}),
+      ...(mask ? { mask: f32(mask).data } : {}),
+      sigmas,
+      start,
+      cond: {
+        positive: { context: f32(io['input.cond_context']!), y: f32(io['input.cond_y']!) },
+        negative: { context: f32(io['input.uncond_context']!), y: f32(io['input.uncond_y']!) },
+      },
+      guidanceScale: p.cfg_scale,
+      trace: (x) => xs.push(Float32Array.from(x)),
+    });
+    const walked = kind === 'sampler' ? sigmas.subarray(start) : sigmas;
+    const actual: Record<string, Tensor> = {
+      'output.sigmas': tensor('float32', [walked.length], Float32Array.from(walked)),
+      'output.latent': tensor('float32', shape, latent),
+      'output.latent_vae': fromModelSpace(tensor('float32', shape, latent)),
+    };
+    const steps = io['debug.x_steps'];
+    if (steps) {
+      const all = new Float32Array(xs.length * latent.length);
+      xs.forEach((x, i) => all.set(x, i * latent.length));
+      actual['debug.x_steps'] = tensor('float32', [xs.length, ...shape], all);
+    }
+    if (io['output.image'] && models.vae) actual['output.image'] = await models.vae.decode(actual['output.latent_vae']!);
+    const sigmaTol = { atol: 1e-6, rtol: 0 };
+    for (const k of Object.keys(io)) if (k === 'output.sigmas') checks.push(compare(`${c.name}:${k}`, actual[k]!, io[k]!, sigmaTol));
+    const rest = Object.fromEntries(Object.entries(io).filter(([k]) => k !== 'output.sigmas'));
+    checks.push(...compareOutputs(c.name, actual, rest, tol, { debug: true }));
+  }
+  return checks;
+}
+
 export function makeLoopChecker(kind: 'sampler' | 'inpaint'): (dir: string) => Promise<Check[]> {
   return async (dir) => {
     const config = readJson(path.join(dir, 'config.json'));
-    const tol = toleranceOf(config, { atol: 1e-5, rtol: 2e-5 });
     const mmdit = await MMDiT.load(storeFor(dir, config.mmdit), { threads: 1 });
     const vae = config.vae ? await VAE.load(storeFor(dir, config.vae), { threads: 1 }) : undefined;
-    const checks: Check[] = [];
     try {
-      for (const c of config.cases as FixtureCase[]) {
-        const io = loadCase(dir, c);
-        const p = c.params!;
-        const noise = f32(io['input.noise']!);
-        const shape = noise.shape as [number, number, number, number];
-        const strength = kind === 'sampler' ? p.denoise : p.strength;
-        const start = startIndex(p.steps, strength);
-        if (p.start_index !== undefined && p.start_index !== start) {
-          checks.push({ name: `${c.name}:start_index`, ok: false, ratio: Infinity, detail: `computed ${start}, fixture says ${p.start_index}` });
-        }
-        const sigmas = sigmaSchedule(p.steps, p.shift);
-        const xs: Float32Array[] = [];
-        const init = io['input.init_latent'];
-        const mask = io['input.mask_latent'];
-        const latent = await sampleLatents({
-          model: mmdit,
-          shape,
-          noise: noise.data,
-          ...(init ? { init: f32(init).data } : {}),
-          ...(mask ? { mask: f32(mask).data } : {}),
-          sigmas,
-          start,
-          cond: {
-            positive: { context: f32(io['input.cond_context']!), y: f32(io['input.cond_y']!) },
-            negative: { context: f32(io['input.uncond_context']!), y: f32(io['input.uncond_y']!) },
-          },
-          guidanceScale: p.cfg_scale,
-          trace: (x) => xs.push(Float32Array.from(x)),
-        });
-        const walked = kind === 'sampler' ? sigmas.subarray(start) : sigmas;
-        const actual: Record<string, Tensor> = {
-          'output.sigmas': tensor('float32', [walked.length], Float32Array.from(walked)),
-          'output.latent': tensor('float32', shape, latent),
-          'output.latent_vae': fromModelSpace(tensor('float32', shape, latent)),
-        };
-        const steps = io['debug.x_steps'];
-        if (steps) {
-          const all = new Float32Array(xs.length * latent.length);
-          xs.forEach((x, i) => all.set(x, i * latent.length));
-          actual['debug.x_steps'] = tensor('float32', [xs.length, ...shape], all);
-        }
-        if (io['output.image'] && vae) actual['output.image'] = await vae.decode(actual['output.latent_vae']!);
-        const sigmaTol = { atol: 1e-6, rtol: 0 };
-        for (const k of Object.keys(io)) if (k === 'output.sigmas') checks.push(compare(`${c.name}:${k}`, actual[k]!, io[k]!, sigmaTol));
-        const rest = Object.fromEntries(Object.entries(io).filter(([k]) => k !== 'output.sigmas'));
-        checks.push(...compareOutputs(c.name, actual, rest, tol, { debug: true }));
-      }
+      return await checkLoopCases(kind, dir, config, { mmdit, vae });
     } finally {
       await mmdit.dispose();
       await vae?.dispose();
     }
-    return checks;
   };
 }
 

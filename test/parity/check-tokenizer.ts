@@ -41,7 +41,7 @@ function label(i: number, c: ClipCase): string {
 }
 
 export async function checkTokenizer(dir: string): Promise<Check[]> {
-  const data = readJson<{ meta?: { vocab_sha256?: string }; cases: ClipCase[] }>(path.join(dir, 'clip_bpe_cases.json'));
+  const data = readJson<{ meta?: { vocab_sha256?: string } }>(path.join(dir, 'clip_bpe_cases.json'));
   const checks: Check[] = [];
   const want = data.meta?.vocab_sha256;
   if (want) {
@@ -49,13 +49,29 @@ export async function checkTokenizer(dir: string): Promise<Check[]> {
     checks.push(exact('vocabulary sha256', got === want, got === want ? 'default vocabulary is the fixtures\' one' : `assets has ${got}, fixtures used ${want}`));
   }
   const tok = CLIPTokenizer.default();
+  checks.push(...checkTokenizerCases(dir, { clipL: tok, clipG: tok }));
+  return checks;
+}
+
+/**
+ * The cases of clip_bpe_cases.json in `dir`: `ids77_clip_l` (padded with the end token) from `clipL`,
+ * `ids77_clip_g` (padded with 0) from `clipG`; `ids`, eos_index, truncated and `sd3ref` from both.
+ */
+export function checkTokenizerCases(dir: string, tokenizers: { readonly clipL: CLIPTokenizer; readonly clipG: CLIPTokenizer }): Check[] {
+  const data = readJson<{ cases: ClipCase[] }>(path.join(dir, 'clip_bpe_cases.json'));
+  const { clipL, clipG } = tokenizers;
+  const checks: Check[] = [];
   data.cases.forEach((c, i) => {
     const name = label(i, c);
     const problems: string[] = [];
-    const ids = tok.encode(c.text);
+    const ids = clipL.encode(c.text);
     if (!same(ids, c.ids)) problems.push(`ids ${firstDiff(ids, c.ids)}`);
-    const l = tok.encodeForSD3(c.text, { pad: 'end' });
-    const g = tok.encodeForSD3(c.text, { pad: 'zero' });
+    if (clipG !== clipL) {
+      const idsG = clipG.encode(c.text);
+      if (!same(idsG, c.ids)) problems.push(`ids (clip_g tokenizer) ${firstDiff(idsG, c.ids)}`);
+    }
+    const l = clipL.encodeForSD3(c.text, { pad: 'end' });
+    const g = clipG.encodeForSD3(c.text, { pad: 'zero' });
     if (!same(l.ids, c.ids77_clip_l)) problems.push(`clip_l ${firstDiff(l.ids, c.ids77_clip_l)}`);
     if (!same(g.ids, c.ids77_clip_g)) problems.push(`clip_g ${firstDiff(g.ids, c.ids77_clip_g)}`);
     if (l.eosIndex !== c.eos_index || g.eosIndex !== c.eos_index) problems.push(`eos_index ${l.eosIndex}/${g.eosIndex}, expected ${c.eos_index}`);
@@ -64,8 +80,8 @@ export async function checkTokenizer(dir: string): Promise<Check[]> {
     checks.push(exact(name, problems.length === 0, problems.length ? problems.join('; ') : `ids, clip_l, clip_g, eos_index, truncated exact${note}`));
     if (c.sd3ref) {
       const ref = c.sd3ref;
-      const rl = tok.chunks(c.text, { pad: 'end' });
-      const rg = tok.chunks(c.text, { pad: 'zero' });
+      const rl = clipL.chunks(c.text, { pad: 'end' });
+      const rg = clipG.chunks(c.text, { pad: 'zero' });
       const bad: string[] = [];
       if (!same(rl[0]!.ids, ref.ids77_clip_l)) bad.push(`clip_l ${firstDiff(rl[0]!.ids, ref.ids77_clip_l)}`);
       if (!same(rg[0]!.ids, ref.ids77_clip_g)) bad.push(`clip_g ${firstDiff(rg[0]!.ids, ref.ids77_clip_g)}`);

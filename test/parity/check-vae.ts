@@ -5,7 +5,7 @@ import type { Tensor } from '../../src/core/tensor.js';
 import { SafetensorsStore, withPrefix } from '../../src/core/weights.js';
 import { imageToUint8 } from '../../src/image/pixels.js';
 import { fromModelSpace, samplePosterior, toModelSpace, VAE } from '../../src/models/vae.js';
-import { type Check, compareOutputs, exact, type FixtureCase, loadCase, readJson, toleranceOf } from './lib.js';
+import { type Check, compareOutputs, exact, type FixtureConfig, loadCase, readJson, toleranceOf } from './lib.js';
 
 /**
  * uint8 images compared code for code, passing when no value is more than `budget` codes off. The conversion
@@ -29,43 +29,48 @@ function compareCodes(name: string, actual: Tensor<'uint8'>, expected: Tensor, b
 
 export async function checkVAE(dir: string): Promise<Check[]> {
   const cfg = readJson(path.join(dir, 'config.json'));
-  const tol = toleranceOf(cfg);
   const file = SafetensorsFile.open(path.join(dir, cfg.weights_file ?? 'weights.safetensors'));
   const vae = await VAE.load(new SafetensorsStore([file], withPrefix(cfg.weights_prefix)), { threads: 1 });
-  const checks: Check[] = [];
   try {
-    for (const c of cfg.cases as FixtureCase[]) {
-      const t = loadCase(dir, c);
-      const actual: Record<string, Tensor> = {};
-      if (t['input.image']) {
-        const posterior = await vae.encode(t['input.image']);
-        actual['output.mean'] = posterior.mean;
-        actual['output.logvar'] = posterior.logvar;
-        if (t['input.eps']) {
-          const sample = samplePosterior(posterior, t['input.eps']);
-          actual['output.sample'] = sample;
-          actual['output.latent_scaled'] = toModelSpace(sample);
-        }
-      }
-      if (t['input.latent']) {
-        actual['output.image'] = await vae.decode(t['input.latent']);
-        const image = await vae.decode(fromModelSpace(t['input.latent']));
-        actual['output.image_from_model_latent'] = image;
-        const codes = { 'output.uint8_kerashub_round': 'round-half-even', 'output.uint8_reference_truncate': 'truncate' } as const;
-        for (const [key, rounding] of Object.entries(codes)) {
-          const expected = t[key];
-          if (!expected) continue;
-          checks.push(compareCodes(`${c.name}:${key}`, imageToUint8(image, rounding), expected, 1));
-          const golden = t['output.image_from_model_latent'];
-          if (golden) checks.push(compareCodes(`${c.name}:${key} (conversion of the golden image)`, imageToUint8(golden, rounding), expected, 0));
-        }
-      }
-      const floats = Object.fromEntries(Object.entries(t).filter(([k, v]) => k.startsWith('output.') && v.dtype !== 'uint8'));
-      checks.push(...compareOutputs(c.name, actual, floats, tol));
-    }
+    return await checkVAECases(dir, cfg, vae);
   } finally {
     await vae.dispose();
     file.close();
+  }
+}
+
+/** The cases of a vae fixture (`dir`, its parsed `cfg`) on a loaded VAE. */
+export async function checkVAECases(dir: string, cfg: FixtureConfig, vae: VAE): Promise<Check[]> {
+  const tol = toleranceOf(cfg);
+  const checks: Check[] = [];
+  for (const c of cfg.cases) {
+    const t = loadCase(dir, c);
+    const actual: Record<string, Tensor> = {};
+    if (t['input.image']) {
+      const posterior = await vae.encode(t['input.image']);
+      actual['output.mean'] = posterior.mean;
+      actual['output.logvar'] = posterior.logvar;
+      if (t['input.eps']) {
+        const sample = samplePosterior(posterior, t['input.eps']);
+        actual['output.sample'] = sample;
+        actual['output.latent_scaled'] = toModelSpace(sample);
+      }
+    }
+    if (t['input.latent']) {
+      actual['output.image'] = await vae.decode(t['input.latent']);
+      const image = await vae.decode(fromModelSpace(t['input.latent']));
+      actual['output.image_from_model_latent'] = image;
+      const codes = { 'output.uint8_kerashub_round': 'round-half-even', 'output.uint8_reference_truncate': 'truncate' } as const;
+      for (const [key, rounding] of Object.entries(codes)) {
+        const expected = t[key];
+        if (!expected) continue;
+        checks.push(compareCodes(`${c.name}:${key}`, imageToUint8(image, rounding), expected, 1));
+        const golden = t['output.image_from_model_latent'];
+        if (golden) checks.push(compareCodes(`${c.name}:${key} (conversion of the golden image)`, imageToUint8(golden, rounding), expected, 0));
+      }
+    }
+    const floats = Object.fromEntries(Object.entries(t).filter(([k, v]) => k.startsWith('output.') && v.dtype !== 'uint8'));
+    checks.push(...compareOutputs(c.name, actual, floats, tol));
   }
   return checks;
 }

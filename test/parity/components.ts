@@ -11,6 +11,7 @@ import { checkMMDiT } from './check-mmdit.js';
 import { checkVAE } from './check-vae.js';
 import { checkInpaint, checkSampler } from './check-sampler.js';
 import { checkTokenizer } from './check-tokenizer.js';
+import { checkDiffusersLayout } from './check-diffusers-layout.js';
 
 export const COMPONENTS = [
   'tokenizer', 'clip_l', 'clip_g', 't5xxl', 'conditioning', 'mmdit', 'vae', 'sampler', 'inpaint_kerashub',
@@ -29,4 +30,5 @@ export const CHECKERS: Partial<Record<Component, Checker>> = {
   sampler: checkSampler,
   inpaint_kerashub: checkInpaint,
   tokenizer: checkTokenizer,
+  diffusers_layout: checkDiffusersLayout,
 };

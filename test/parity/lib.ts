@@ -63,6 +63,12 @@ export interface FixtureCase {
   readonly [k: string]: unknown;
 }
 
+/** What the case loops read of a fixture's config.json: its cases and its tolerance. */
+export interface FixtureConfig {
+  readonly cases: readonly FixtureCase[];
+  readonly tolerance?: { atol?: number; rtol?: number; loose?: Tolerance } | null;
+}
+
 /** Reads a case file: every tensor by name. */
 export function loadCase(dir: string, c: FixtureCase): Record<string, Tensor> {
   return readAllSafetensors(path.join(dir, c.file)).tensors;
