@@ -111,6 +111,7 @@ export class SD3Backbone {
     const clipG = await (await this.clipG.get()).encode(ids.clipG);
     if (this.options.lowMemory) await this.clipG.release();
     let t5: Tensor | undefined;
+    if (this.t5 && !ids.t5) throw new SD3Error(`${this.weights.label}: T5-XXL is loaded but there is no T5 tokenizer (spiece.model or tokenizer.json); add one, or load without t5`);
     if (this.t5 && ids.t5) {
       // Make room: T5 runs alone, then is released.
       await Promise.all([this.mmdit.release(), this.vae.release(), this.clipL.release(), this.clipG.release()]);
