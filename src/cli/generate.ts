@@ -41,6 +41,15 @@ function outputNames(output: string, n: number): string[] {
   return Array.from({ length: n }, (_, i) => `${base}-${i + 1}.png`);
 }
 
+/** An input picture; a missing or unreadable file is bad usage (exit 2), not a failure of the run. */
+async function readInput(flag: string, file: string): Promise<RGBImage> {
+  try {
+    return await readImage(file);
+  } catch (e) {
+    throw new UsageError(`--${flag}: ${(e as Error).message}`);
+  }
+}
+
 function stepReporter(json: boolean): (s: StepInfo) => void {
   const tty = process.stderr.isTTY && !json;
   return (s) => {
@@ -99,8 +108,8 @@ export async function runGenerate(argv: string[], signal: AbortSignal): Promise<
   const cfg = numArg('cfg-scale', v['cfg-scale'], () => true, 'a number');
   const strength = numArg('strength', v.strength, (n) => n >= 0 && n <= 1, 'a number in [0, 1]');
   if (strength !== undefined && v.image === undefined) throw new UsageError('--strength applies to --image (image-to-image or inpainting)');
-  const image = v.image !== undefined ? await readImage(v.image) : undefined;
-  const mask = v.mask !== undefined ? await readImage(v.mask) : undefined;
+  const image = v.image !== undefined ? await readInput('image', v.image) : undefined;
+  const mask = v.mask !== undefined ? await readInput('mask', v.mask) : undefined;
   const fallback = model === 'tiny-random' ? 256 : 1024;
   const round16 = (n: number) => Math.max(16, Math.round(n / 16) * 16);
   const width = intArg('width', v.width, 16) ?? (image ? round16(image.width) : fallback);

@@ -27,8 +27,13 @@ MODEL: a preset (stable_diffusion_3_medium, tiny-random), a .safetensors file, a
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+    // Asked for: stdout, exit 0. No command at all is bad usage: stderr, exit 2.
+    if (command === undefined) {
+      process.stderr.write(`${HELP}\n`);
+      return 2;
+    }
     console.log(HELP);
-    return command === undefined ? 2 : 0;
+    return 0;
   }
   if (command === '--version' || command === '-v') {
     console.log(VERSION);

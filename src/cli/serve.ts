@@ -8,7 +8,7 @@
  */
 import * as http from 'node:http';
 import { parseArgs } from 'node:util';
-import { SD3Error } from '../core/errors.js';
+import { SD3Error, describe } from '../core/errors.js';
 import { TextToImage } from '../pipelines/text-to-image.js';
 import { loadPreset } from '../presets/index.js';
 import { UsageError, intArg } from './args.js';
@@ -29,6 +29,16 @@ function readBody(req: http.IncomingMessage): Promise<string> {
   });
 }
 
+/**
+ * A numeric field as the page sends it (a string) or as JSON clients do (a number). Absent, null or "" (an empty
+ * form field) means the default; anything else goes to the task as is, whose check names the bad value.
+ */
+function numberField(v: unknown): number | undefined {
+  if (v === undefined || v === null || v === '') return undefined;
+  if (typeof v === 'string' && v.trim() !== '' && Number.isFinite(Number(v))) return Number(v);
+  return v as number;
+}
+
 export interface ServerHandle {
   readonly server: http.Server;
   readonly url: string;
@@ -47,21 +57,29 @@ export async function startServer(task: TextToImage, opts: { port: number; host?
       if (req.method === 'GET' && (req.url === '/' || req.url === '/index.html')) {
         res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(PAGE);
       } else if (req.method === 'GET' && req.url === '/api/health') {
-        json(res, 200, { model: opts.model, width: task.imageShape.width, height: task.imageShape.height, queued });
+        json(res, 200, { model: opts.model, width: task.imageShape.width, height: task.imageShape.height, busy: queued > 0, queued });
       } else if (req.method === 'POST' && req.url === '/api/generate') {
-        let body: Record<string, unknown>;
+        let body: unknown;
         try {
-          body = JSON.parse(await readBody(req)) as Record<string, unknown>;
+          body = JSON.parse(await readBody(req));
         } catch (e) {
           return json(res, 400, { error: `body must be JSON: ${(e as Error).message}` });
         }
+        if (typeof body !== 'object' || body === null || Array.isArray(body)) return json(res, 400, { error: `body must be a JSON object, got ${describe(body)}` });
+        const b = body as Record<string, unknown>;
+        if (typeof b.prompt !== 'string') return json(res, 400, { error: `prompt must be a string, got ${describe(b.prompt)}` });
+        const negative = b.negativePrompt ?? '';
+        if (typeof negative !== 'string') return json(res, 400, { error: `negativePrompt must be a string, got ${describe(negative)}` });
+        const steps = numberField(b.steps);
+        const cfgScale = numberField(b.cfgScale);
+        const seed = numberField(b.seed);
         const controller = new AbortController();
         res.on('close', () => { if (!res.writableFinished) controller.abort(); });
         queued++;
-        const job = chain.then(() => task.generate({ prompts: String(body.prompt ?? ''), negativePrompts: String(body.negativePrompt ?? '') }, {
-          ...(body.steps !== undefined ? { numSteps: Number(body.steps) } : {}),
-          ...(body.cfgScale !== undefined ? { guidanceScale: Number(body.cfgScale) } : {}),
-          ...(body.seed !== undefined && body.seed !== '' ? { seed: Number(body.seed) } : {}),
+        const job = chain.then(() => task.generate({ prompts: b.prompt as string, negativePrompts: negative }, {
+          ...(steps !== undefined ? { numSteps: steps } : {}),
+          ...(cfgScale !== undefined ? { guidanceScale: cfgScale } : {}),
+          ...(seed !== undefined ? { seed } : {}),
           signal: controller.signal,
         }));
         chain = job.catch(() => undefined).finally(() => { queued--; });

@@ -30,7 +30,7 @@ export interface StepInfo {
   readonly total: number;
   /** Seconds since the loop started. */
   readonly elapsed: number;
-  /** The latent after this step (model space, NCHW). */
+  /** The latent after this step (model space, NCHW; the callback's own copy). */
   readonly latent: Tensor<'float32'>;
 }
 
@@ -107,7 +107,8 @@ export async function sampleLatents(o: SampleOptions): Promise<Float32Array> {
       }
     }
     o.trace?.(x);
-    o.onStep?.({ step: i - o.start + 1, total: steps - o.start, elapsed: (performance.now() - t0) / 1000, latent: tensor('float32', [B, C, H, W], x) });
+    // A copy: x is updated in place by the next step, and callers may keep the latents they are given.
+    o.onStep?.({ step: i - o.start + 1, total: steps - o.start, elapsed: (performance.now() - t0) / 1000, latent: tensor('float32', [B, C, H, W], x.slice()) });
   }
   return x;
 }

@@ -17,6 +17,7 @@ export class ImageToImage extends SD3Task {
   static readonly defaults = { numSteps: 50, guidanceScale: 7.0, strength: 0.8 };
 
   generate(input: ImagePromptInput & { prompts: string }, options?: StrengthOptions): Promise<RGBImage>;
+  generate(input: ImagePromptInput & { prompts: readonly string[] }, options?: StrengthOptions): Promise<RGBImage[]>;
   generate(input: ImagePromptInput, options?: StrengthOptions): Promise<RGBImage | RGBImage[]>;
   async generate(input: ImagePromptInput, options?: StrengthOptions): Promise<RGBImage | RGBImage[]> {
     // 1. Normalise the inputs and options; images are resized to imageShape (nearest, as KerasHub).

@@ -20,6 +20,7 @@ export class Inpaint extends SD3Task {
   static readonly defaults = { numSteps: 50, guidanceScale: 7.0, strength: 0.6 };
 
   generate(input: InpaintInput & { prompts: string }, options?: StrengthOptions): Promise<RGBImage>;
+  generate(input: InpaintInput & { prompts: readonly string[] }, options?: StrengthOptions): Promise<RGBImage[]>;
   generate(input: InpaintInput, options?: StrengthOptions): Promise<RGBImage | RGBImage[]>;
   async generate(input: InpaintInput, options?: StrengthOptions): Promise<RGBImage | RGBImage[]> {
     // 1. Normalise the inputs and options; images and masks are taken at imageShape.

@@ -1,5 +1,5 @@
 /** What the three tasks share: the backbone, the preprocessor, the image size, and the steps around the loop. */
-import { SD3Error } from '../core/errors.js';
+import { AbortError, SD3Error } from '../core/errors.js';
 import { type Tensor, tensor } from '../core/tensor.js';
 import { RGBImage } from '../image/image.js';
 import { imageToUint8 } from '../image/pixels.js';
@@ -28,7 +28,8 @@ export abstract class SD3Task {
 
   /** Positive and (when guidance > 1) negative text embeddings. */
   protected async encodePrompts(p: Prompts, guidanceScale: number, signal?: AbortSignal): Promise<Conditioning> {
-    signal?.throwIfAborted();
+    // Our AbortError, as when aborted between steps (throwIfAborted would throw the signal's reason instead).
+    if (signal?.aborted) throw new AbortError();
     const cfg = guidanceScale > 1;
     const all = cfg ? [...p.prompts, ...p.negatives] : p.prompts;
     const ids = this.preprocessor.generatePreprocess(all);
@@ -51,7 +52,7 @@ export abstract class SD3Task {
     const u8 = imageToUint8(image);
     const [B, H, W] = u8.shape as [number, number, number, number];
     return Array.from({ length: B }, (_, i) => new RGBImage(W, H, (u8.data as Uint8Array).slice(i * H * W * 3, (i + 1) * H * W * 3), {
-      parameters: JSON.stringify(meta(i)),
+      parameters: asciiJSON(meta(i)),
       Software: `sd3-ts ${VERSION}`,
     }));
   }
@@ -59,6 +60,14 @@ export abstract class SD3Task {
   async dispose(): Promise<void> {
     await this.backbone.dispose();
   }
+}
+
+/**
+ * JSON with every non-ASCII character escaped (\uXXXX): PNG tEXt chunks are Latin-1 and HTTP headers carry
+ * no more, so prompts in any script survive both and JSON.parse gives them back unchanged.
+ */
+export function asciiJSON(value: unknown): string {
+  return JSON.stringify(value).replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 export function checkImageShape(s: ImageShape, backbone: SD3Backbone): void {

@@ -15,7 +15,7 @@ export class TextToImage extends SD3Task {
 
   static readonly defaults = { numSteps: 28, guidanceScale: 7.0 };
 
-  generate(prompt: string, options?: GenerateOptions): Promise<RGBImage>;
+  generate(prompt: string | { prompts: string; negativePrompts?: string | readonly string[] }, options?: GenerateOptions): Promise<RGBImage>;
   generate(prompts: readonly string[] | { prompts: readonly string[]; negativePrompts?: string | readonly string[] }, options?: GenerateOptions): Promise<RGBImage[]>;
   generate(input: PromptInput, options?: GenerateOptions): Promise<RGBImage | RGBImage[]>;
   async generate(input: PromptInput, options?: GenerateOptions): Promise<RGBImage | RGBImage[]> {
