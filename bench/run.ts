@@ -2,7 +2,8 @@
  * Full-size benchmark: load, text encoding, denoising steps (CFG batch 2) and VAE decode, with peak RSS.
  *
  *   npm run bench -- --checkpoint <path> [--size 512] [--steps 2] [--mode fp32|int8] [--threads N] [--json] [--profile]
- *   npm run bench -- --checkpoint <path> --size 256,512,1024 --mode fp32,int8     (each run in its own process)
+ *   npm run bench -- --checkpoint <path> --size 256,512,1024,768x1344 --mode fp32,int8   (each run in its own process)
+ *   npm run bench -- --checkpoint <path> --size 1024 --vae-tile 64,16   (also: tiled decode, its time and max difference)
  *
  * Make a random checkpoint first: npm run make-random-checkpoint -- /path/sd3_random.safetensors
  */
@@ -28,6 +29,7 @@ const { values: v } = parseArgs({
     threads: { type: 'string' },
     json: { type: 'boolean' },
     'no-decode': { type: 'boolean' },
+    'vae-tile': { type: 'string' },
   },
 });
 
@@ -36,14 +38,14 @@ if (!v.checkpoint) {
   process.exit(2);
 }
 
-const sizes = v.size!.split(',').map(Number);
+const sizes = v.size!.split(',');
 const modes = v.mode!.split(',');
 if (sizes.length > 1 || modes.length > 1) {
   // One process per configuration, so each peak RSS is its own.
   const rows: Record<string, unknown>[] = [];
   for (const mode of modes) for (const size of sizes) {
     const args = ['--import', 'tsx', new URL(import.meta.url).pathname, '--checkpoint', v.checkpoint, '--size', String(size), '--steps', v.steps!, '--mode', mode, '--json',
-      ...(v.threads ? ['--threads', v.threads] : []), ...(v['no-decode'] ? ['--no-decode'] : [])];
+      ...(v.threads ? ['--threads', v.threads] : []), ...(v['no-decode'] ? ['--no-decode'] : []), ...(v['vae-tile'] ? ['--vae-tile', v['vae-tile']] : [])];
     const r = spawnSync(process.execPath, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
     const last = r.stdout.trim().split('\n').pop() ?? '';
     try { rows.push(JSON.parse(last)); } catch { rows.push({ mode, size, error: `exit ${r.status}` }); }
@@ -58,11 +60,17 @@ function printTable(rows: Record<string, unknown>[]): void {
   console.log('| mode | size | load s | encode s | s/step (CFG, batch 2) | decode s | peak RSS GB |');
   console.log('|---|---|---|---|---|---|---|');
   for (const r of rows) {
-    console.log(`| ${r.mode} | ${r.size}² | ${f(r.loadSeconds, 1)} | ${f(r.encodeSeconds)} | ${f(r.secondsPerStep)} | ${f(r.decodeSeconds)} | ${f(typeof r.peakRssBytes === 'number' ? r.peakRssBytes / 2 ** 30 : undefined)} |`);
+    console.log(`| ${r.mode} | ${r.size} | ${f(r.loadSeconds, 1)} | ${f(r.encodeSeconds)} | ${f(r.secondsPerStep)} | ${f(r.decodeSeconds)} | ${f(typeof r.peakRssBytes === 'number' ? r.peakRssBytes / 2 ** 30 : undefined)} |`);
   }
 }
 
-const size = sizes[0]!;
+const [width, height] = (() => {
+  const m = /^(\d+)(?:x(\d+))?$/.exec(sizes[0]!);
+  if (!m) { console.error(`--size must be N or WxH, got ${sizes[0]}`); process.exit(2); }
+  const w = Number(m[1]);
+  return [w, m[2] ? Number(m[2]) : w] as const;
+})();
+const size = width === height ? `${width}²` : `${width}x${height}`;
 const steps = Number(v.steps);
 const mode = modes[0] as 'fp32' | 'int8';
 const threads = v.threads ? { threads: Number(v.threads) } : {};
@@ -86,7 +94,7 @@ if (mode === 'int8') {
   load.int8Cache = secs(t0);
   t0 = performance.now();
 }
-const mmdit = await MMDiT.load(weights.mmdit, { ...threads, ...(quant ? { quant } : {}) });
+const mmdit = await MMDiT.load(weights.mmdit, { ...threads, spin: true, ...(quant ? { quant } : {}) });
 load.mmdit = secs(t0);
 const vae = await VAE.load(weights.vae, threads);
 const rssLoaded = rss();
@@ -98,8 +106,9 @@ const cond = sd3Conditioning({ clipL: await clipL.encode(ids.clipL), clipG: awai
 const encodeSeconds = secs(t0);
 
 // Denoising steps at batch 2 (CFG).
-const h = size / 8;
-const x = tensor('float32', [2, 16, h, h], gaussian(2 * 16 * h * h, 1));
+const h = height / 8;
+const w = width / 8;
+const x = tensor('float32', [2, 16, h, w], gaussian(2 * 16 * h * w, 1));
 const stepTimes: number[] = [];
 let finite = true;
 for (let i = 0; i < steps; i++) {
@@ -113,9 +122,12 @@ const rssAfterSteps = rss();
 
 // VAE decode of one image (the session is built on first use; its build time is reported separately).
 let decodeSeconds: number | undefined;
+let tiledDecodeSeconds: number | undefined;
+let tiledMaxDiff: number | undefined;
+let tiledPeakAbs: number | undefined;
 let decodeFirstSeconds: number | undefined;
 if (!v['no-decode']) {
-  const z = fromModelSpace(tensor('float32', [1, 16, h, h], gaussian(16 * h * h, 2)));
+  const z = fromModelSpace(tensor('float32', [1, 16, h, w], gaussian(16 * h * w, 2)));
   t0 = performance.now();
   await vae.decode(tensor('float32', [1, 16, 8, 8], new Float32Array(16 * 64)));
   load.vaeDecoder = secs(t0);
@@ -124,6 +136,20 @@ if (!v['no-decode']) {
   decodeFirstSeconds = secs(t0);
   decodeSeconds = decodeFirstSeconds;
   for (const a of img.data) if (!Number.isFinite(a)) { finite = false; break; }
+  if (v['vae-tile']) {
+    const [tile, overlap] = v['vae-tile'].split(',').map(Number) as [number, number];
+    t0 = performance.now();
+    const tiled = await vae.decode(z, { tile: { size: tile, overlap } });
+    tiledDecodeSeconds = secs(t0);
+    let max = 0;
+    let peakAbs = 0;
+    for (let i = 0; i < img.data.length; i++) {
+      max = Math.max(max, Math.abs(tiled.data[i]! - img.data[i]!));
+      peakAbs = Math.max(peakAbs, Math.abs(img.data[i]!));
+    }
+    tiledMaxDiff = max;
+    tiledPeakAbs = peakAbs;
+  }
 }
 
 const result = {
@@ -138,6 +164,7 @@ const result = {
   secondsPerStep: stepTimes.reduce((a, b) => a + b, 0) / stepTimes.length,
   stepSeconds: stepTimes,
   decodeSeconds,
+  ...(tiledDecodeSeconds !== undefined ? { vaeTile: v['vae-tile'], tiledDecodeSeconds, tiledMaxDiff, tiledPeakAbs } : {}),
   peakRssBytes: rss(),
   rssAfterLoadBytes: rssLoaded,
   rssAfterStepsBytes: rssAfterSteps,

@@ -44,6 +44,11 @@ export interface BackboneOptions {
   readonly lowMemory?: boolean;
   /** 'int8' quantizes the Linear weights of the MMDiT and text encoders (cached next to the checkpoint). */
   readonly dtype?: 'float32' | 'int8';
+  /**
+   * Let the MMDiT's worker threads spin between operators (default true: 6-10% faster steps measured on a
+   * 2-core machine; set false when the CPU is shared with other busy work).
+   */
+  readonly spin?: boolean;
   /** T5-XXL precision when the weights are on disk: 'int8' (default, 4.8 GB) or 'float32' (19 GB). */
   readonly t5Dtype?: 'float32' | 'int8';
   /** Decode in overlapping tiles of this many latent cells (off by default). */
@@ -91,7 +96,7 @@ export class SD3Backbone {
     this.clipL = new Lazy(() => CLIPTextEncoder.load(weights.clipL, weights.clipLConfig ?? {}, { ...threads, label: 'CLIP-L' }));
     this.clipG = new Lazy(() => CLIPTextEncoder.load(weights.clipG, weights.clipGConfig ?? {}, { ...threads, label: 'CLIP-G' }));
     this.t5 = weights.t5 ? new Lazy(() => T5Encoder.load(weights.t5!, weights.t5Config ?? {}, { ...threads, label: 'T5-XXL', ...t5Quant(weights.t5!) })) : undefined;
-    this.mmdit = new Lazy(() => MMDiT.load(weights.mmdit, { ...threads, ...(int8 ? { quant: quant() } : {}) }));
+    this.mmdit = new Lazy(() => MMDiT.load(weights.mmdit, { ...threads, spin: options.spin ?? true, ...(int8 ? { quant: quant() } : {}) }));
     this.vae = new Lazy(() => VAE.load(weights.vae, threads));
   }
 
