@@ -112,6 +112,16 @@ export function f32ToF16(value: number): number {
   return sign | (e << 10) | r;
 }
 
+let F16_TABLE: Float32Array | undefined;
+/** All 65536 binary16 values as float32 (256 KiB), for fast bulk conversion. */
+function f16Table(): Float32Array {
+  if (!F16_TABLE) {
+    F16_TABLE = new Float32Array(65536);
+    for (let h = 0; h < 65536; h++) F16_TABLE[h] = f16ToF32(h);
+  }
+  return F16_TABLE;
+}
+
 export function bf16ToF32(b: number): number {
   u32[0] = b << 16;
   return f32[0]!;
@@ -131,7 +141,7 @@ export function toFloat32(t: Tensor): Tensor<'float32'> {
   const n = t.data.length;
   const out = new Float32Array(n);
   switch (t.dtype) {
-    case 'float16': { const d = t.data as Uint16Array; for (let i = 0; i < n; i++) out[i] = f16ToF32(d[i]!); break; }
+    case 'float16': { const d = t.data as Uint16Array; const lut = f16Table(); for (let i = 0; i < n; i++) out[i] = lut[d[i]!]!; break; }
     case 'bfloat16': {
       const d = t.data as Uint16Array;
       const o32 = new Uint32Array(out.buffer);

@@ -22,14 +22,26 @@ const Q_MAX = 127;
 export function quantizePerChannel(w: Float32Array, out: number, inp: number): { q: Int8Array; scale: Float32Array } {
   const q = new Int8Array(out * inp);
   const scale = new Float32Array(out);
+  const inv = new Float32Array(out);
   for (let o = 0; o < out; o++) {
     let max = 0;
     const row = o * inp;
     for (let i = 0; i < inp; i++) max = Math.max(max, Math.abs(w[row + i]!));
-    const s = max > 0 ? max / Q_MAX : 1;
-    scale[o] = s;
-    const inv = 1 / s;
-    for (let i = 0; i < inp; i++) q[i * out + o] = Math.max(-Q_MAX, Math.min(Q_MAX, Math.round(w[row + i]! * inv)));
+    scale[o] = max > 0 ? max / Q_MAX : 1;
+    inv[o] = 1 / scale[o]!;
+  }
+  // Transpose in 64 x 64 tiles so that neither the reads nor the writes stride through memory.
+  const T = 64;
+  for (let o0 = 0; o0 < out; o0 += T) {
+    const o1 = Math.min(out, o0 + T);
+    for (let i0 = 0; i0 < inp; i0 += T) {
+      const i1 = Math.min(inp, i0 + T);
+      for (let o = o0; o < o1; o++) {
+        const row = o * inp;
+        const f = inv[o]!;
+        for (let i = i0; i < i1; i++) q[i * out + o] = Math.max(-Q_MAX, Math.min(Q_MAX, Math.round(w[row + i]! * f)));
+      }
+    }
   }
   return { q, scale };
 }
