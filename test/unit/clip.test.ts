@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { SD3Error } from '../../src/core/errors.js';
 import { type Tensor, tensor } from '../../src/core/tensor.js';
-import { MemoryStore, type WeightRef, type WeightStore } from '../../src/core/weights.js';
+import { MemoryStore } from '../../src/core/weights.js';
 import { CLIP_G_CONFIG, CLIP_L_CONFIG, CLIPTextEncoder, type CLIPTextConfig, clipConfigFromHF, inferCLIPTextConfig } from '../../src/models/clip.js';
+import { random, shapeStore } from '../helpers/stores.js';
 
 /** Every CLIP weight name with its shape, for a config. */
 function clipShapes(c: CLIPTextConfig, projection: boolean): Map<string, number[]> {
@@ -22,25 +22,6 @@ function clipShapes(c: CLIPTextConfig, projection: boolean): Map<string, number[
   }
   if (projection) m.set('text_projection.weight', [c.projectionDim, W]);
   return m;
-}
-
-/** A store that knows shapes only (enough for config inference at the real sizes). */
-function shapeStore(shapes: Map<string, number[]>): WeightStore {
-  return {
-    label: 'shapes',
-    has: (n) => shapes.has(n),
-    get: (n): WeightRef => {
-      const shape = shapes.get(n);
-      if (!shape) throw new SD3Error(`shapes: missing weight "${n}"`);
-      return { name: n, dtype: 'float16', shape, chunks: [] };
-    },
-  };
-}
-
-/** Seeded uniform(-1, 1) numbers. */
-function random(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; return s / 2 ** 31 - 1; };
 }
 
 const TINY: CLIPTextConfig = { ...CLIP_L_CONFIG, vocabSize: 100, hiddenSize: 8, intermediateSize: 16, numHiddenLayers: 3, numAttentionHeads: 2, projectionDim: 8 };

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { SD3Error } from '../../src/core/errors.js';
 import { type Tensor, tensor } from '../../src/core/tensor.js';
-import { MemoryStore, type WeightRef, type WeightStore } from '../../src/core/weights.js';
+import { MemoryStore } from '../../src/core/weights.js';
 import { T5_XXL_CONFIG, T5Encoder, type T5Config, inferT5Config, relativePositionBuckets, t5ConfigFromHF } from '../../src/models/t5.js';
+import { random, shapeStore } from '../helpers/stores.js';
 
 function t5Shapes(c: T5Config): Map<string, number[]> {
   const D = c.dModel;
@@ -24,23 +24,6 @@ function t5Shapes(c: T5Config): Map<string, number[]> {
     m.set(`${p}.1.layer_norm.weight`, [D]);
   }
   return m;
-}
-
-function shapeStore(shapes: Map<string, number[]>): WeightStore {
-  return {
-    label: 'shapes',
-    has: (n) => shapes.has(n),
-    get: (n): WeightRef => {
-      const shape = shapes.get(n);
-      if (!shape) throw new SD3Error(`shapes: missing weight "${n}"`);
-      return { name: n, dtype: 'float16', shape, chunks: [] };
-    },
-  };
-}
-
-function random(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; return s / 2 ** 31 - 1; };
 }
 
 const TINY: T5Config = { ...T5_XXL_CONFIG, vocabSize: 50, dModel: 8, dKv: 3, dFf: 12, numHeads: 2, numLayers: 2 };
