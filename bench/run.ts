@@ -12,7 +12,7 @@ import * as os from 'node:os';
 import { parseArgs } from 'node:util';
 import { tensor } from '../src/core/tensor.js';
 import { openCheckpoint } from '../src/loaders/checkpoint.js';
-import { CLIPTextEncoder } from '../src/models/clip.js';
+import { CLIPTextEncoder, buildCLIPTextModel, inferCLIPTextConfig } from '../src/models/clip.js';
 import { sd3Conditioning } from '../src/models/conditioning.js';
 import { MMDiT, buildMMDiTGraph, inferMMDiTConfig } from '../src/models/mmdit.js';
 import { VAE, fromModelSpace } from '../src/models/vae.js';
@@ -79,11 +79,19 @@ const rss = () => process.resourceUsage().maxRSS * 1024;
 
 const { weights, preprocessor } = openCheckpoint(v.checkpoint);
 const load: Record<string, number> = {};
+// int8 mode quantizes the CLIP encoders' Linear layers too (as the pipeline does).
+const clipQuant = (m: 'clipL' | 'clipG') => {
+  if (mode !== 'int8') return {};
+  const store = weights[m];
+  const rec = new LinearRecorder();
+  buildCLIPTextModel(store, inferCLIPTextConfig(store, weights[`${m}Config`] ?? {}), { quant: rec });
+  return { quant: weights.quantize!(m, rec.names) };
+};
 let t0 = performance.now();
-const clipL = await CLIPTextEncoder.load(weights.clipL, weights.clipLConfig ?? {}, { ...threads, label: 'CLIP-L' });
+const clipL = await CLIPTextEncoder.load(weights.clipL, weights.clipLConfig ?? {}, { ...threads, label: 'CLIP-L', ...clipQuant('clipL') });
 load.clipL = secs(t0);
 t0 = performance.now();
-const clipG = await CLIPTextEncoder.load(weights.clipG, weights.clipGConfig ?? {}, { ...threads, label: 'CLIP-G' });
+const clipG = await CLIPTextEncoder.load(weights.clipG, weights.clipGConfig ?? {}, { ...threads, label: 'CLIP-G', ...clipQuant('clipG') });
 load.clipG = secs(t0);
 t0 = performance.now();
 let quant;

@@ -43,7 +43,7 @@ function store(files: SafetensorsFile[], table: RenameTable, label: string): Saf
 }
 
 function int8For(stores: Partial<Record<string, SafetensorsStore | undefined>>) {
-  return (model: 'mmdit' | 't5', names: readonly string[]) => {
+  return (model: 'mmdit' | 't5' | 'clipL' | 'clipG', names: readonly string[]) => {
     const s = stores[model];
     if (!s) throw new SD3Error(`no ${model} weights to quantize`);
     return openInt8Cache(s, names, model);
@@ -201,7 +201,7 @@ export function openDiffusers(dir: string, opts: OpenOptions = {}): OpenedCheckp
         clipLConfig: clipConfigFromHF(cfg('clipL')),
         clipGConfig: clipConfigFromHF(cfg('clipG')),
         ...(opts.t5 ? { t5Config: t5ConfigFromHF(cfg('t5')) } : {}),
-        quantize: int8For({ mmdit, t5 }),
+        quantize: int8For({ mmdit, t5, clipL, clipG }),
         close: () => { for (const f of opened) f.close(); },
       },
       preprocessor: new SD3Preprocessor(tok('tokenizerL'), tok('tokenizerG'), opts.t5 ? diffusersT5Tokenizer(dir) : undefined),

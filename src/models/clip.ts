@@ -11,7 +11,7 @@
 import { SD3Error } from '../core/errors.js';
 import type { Tensor } from '../core/tensor.js';
 import type { WeightStore } from '../core/weights.js';
-import { type NN, hasParam, layerNorm, linear, param } from '../nn/layers.js';
+import { type NN, type QuantizedLinears, hasParam, layerNorm, linear, param } from '../nn/layers.js';
 import { type BuiltModel, GraphBuilder, type Value } from '../onnx/builder.js';
 import { Session } from '../runtime/ort.js';
 import { checkIds, checkWeightShapes, countLayers, positiveInt } from './text-encoder-checks.js';
@@ -176,9 +176,9 @@ function encoderLayer(nn: NN, p: string, x: Value, mask: Value, c: CLIPTextConfi
  * [B, P, W], `pooled` [B, W], `pooled_projected` [B, projectionDim], and with `debug` `hidden_states`
  * [layers + 1, B, P, W] (embeddings, then the stream after each layer).
  */
-export function buildCLIPTextModel(store: WeightStore, config: CLIPTextConfig, opts: { debug?: boolean } = {}): BuiltModel {
+export function buildCLIPTextModel(store: WeightStore, config: CLIPTextConfig, opts: { debug?: boolean; quant?: QuantizedLinears } = {}): BuiltModel {
   const g = new GraphBuilder('clip_text');
-  const nn: NN = { g, w: store };
+  const nn: NN = { g, w: store, ...(opts.quant ? { quant: opts.quant } : {}) };
   const P = config.maxPositionEmbeddings;
   const ids = g.input('input_ids', 'int64', ['B', P]);
 
@@ -225,6 +225,8 @@ export interface CLIPLoadOptions {
   readonly debug?: boolean;
   /** Name used in errors (e.g. "CLIP-L"). */
   readonly label?: string;
+  /** Pre-quantized Linear weights (int8 path). */
+  readonly quant?: QuantizedLinears;
 }
 
 /**
@@ -240,7 +242,7 @@ export class CLIPTextEncoder {
   static async load(store: WeightStore, config: Partial<CLIPTextConfig> = {}, opts: CLIPLoadOptions = {}): Promise<CLIPTextEncoder> {
     const label = opts.label ?? 'CLIP text encoder';
     const full = inferCLIPTextConfig(store, config);
-    const built = buildCLIPTextModel(store, full, { debug: opts.debug ?? false });
+    const built = buildCLIPTextModel(store, full, { debug: opts.debug ?? false, ...(opts.quant ? { quant: opts.quant } : {}) });
     const session = await Session.create(label, built.bytes, {
       ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
       ...(built.externalFolder ? { externalFolder: built.externalFolder } : {}),

@@ -6,7 +6,7 @@
 import { SD3Error } from '../core/errors.js';
 import { type Tensor, tensor } from '../core/tensor.js';
 import type { WeightStore } from '../core/weights.js';
-import { type CLIPTextConfig, CLIPTextEncoder } from '../models/clip.js';
+import { type CLIPTextConfig, CLIPTextEncoder, buildCLIPTextModel, inferCLIPTextConfig } from '../models/clip.js';
 import { sd3Conditioning } from '../models/conditioning.js';
 import { MMDiT, type MMDiTConfig, buildMMDiTGraph, inferMMDiTConfig } from '../models/mmdit.js';
 import { GraphBuilder } from '../onnx/builder.js';
@@ -33,7 +33,7 @@ export interface SD3Weights {
   /** Flow-matching shift (3.0 for SD3 Medium). */
   readonly shift: number;
   /** int8 Linear weights for the named Linear layers of a model (cached next to the checkpoint). */
-  readonly quantize?: (model: 'mmdit' | 't5', linearNames: readonly string[]) => QuantizedLinears;
+  readonly quantize?: (model: 'mmdit' | 't5' | 'clipL' | 'clipG', linearNames: readonly string[]) => QuantizedLinears;
   /** Closes open files. */
   readonly close?: () => void;
 }
@@ -42,7 +42,7 @@ export interface BackboneOptions {
   readonly threads?: number;
   /** Release each model as soon as a generation no longer needs it (slower repeated runs, lower peak memory). */
   readonly lowMemory?: boolean;
-  /** 'int8' quantizes the Linear weights of the MMDiT and text encoders (cached next to the checkpoint). */
+  /** 'int8' quantizes the Linear weights of the MMDiT and the CLIP encoders (cached next to the checkpoint). */
   readonly dtype?: 'float32' | 'int8';
   /**
    * Let the MMDiT's worker threads spin between operators (default true: 6-10% faster steps measured on a
@@ -93,8 +93,10 @@ export class SD3Backbone {
     // loaded alone and released right after encoding; see README "Memory".
     const t5Quant = (store: WeightStore): { quant?: QuantizedLinears } =>
       weights.quantize && options.t5Dtype !== 'float32' ? { quant: weights.quantize('t5', t5LinearNames(store, weights.t5Config)) } : {};
-    this.clipL = new Lazy(() => CLIPTextEncoder.load(weights.clipL, weights.clipLConfig ?? {}, { ...threads, label: 'CLIP-L' }));
-    this.clipG = new Lazy(() => CLIPTextEncoder.load(weights.clipG, weights.clipGConfig ?? {}, { ...threads, label: 'CLIP-G' }));
+    const clipQuant = (m: 'clipL' | 'clipG', store: WeightStore, config: Partial<CLIPTextConfig> | undefined): { quant?: QuantizedLinears } =>
+      int8 && weights.quantize ? { quant: weights.quantize(m, clipLinearNames(store, config)) } : {};
+    this.clipL = new Lazy(() => CLIPTextEncoder.load(weights.clipL, weights.clipLConfig ?? {}, { ...threads, label: 'CLIP-L', ...clipQuant('clipL', weights.clipL, weights.clipLConfig) }));
+    this.clipG = new Lazy(() => CLIPTextEncoder.load(weights.clipG, weights.clipGConfig ?? {}, { ...threads, label: 'CLIP-G', ...clipQuant('clipG', weights.clipG, weights.clipGConfig) }));
     this.t5 = weights.t5 ? new Lazy(() => T5Encoder.load(weights.t5!, weights.t5Config ?? {}, { ...threads, label: 'T5-XXL', ...t5Quant(weights.t5!) })) : undefined;
     this.mmdit = new Lazy(() => MMDiT.load(weights.mmdit, { ...threads, spin: options.spin ?? true, ...(int8 ? { quant: quant() } : {}) }));
     this.vae = new Lazy(() => VAE.load(weights.vae, threads));
@@ -192,5 +194,12 @@ function mmditLinearNames(store: WeightStore): string[] {
 function t5LinearNames(store: WeightStore, config: Partial<T5Config> | undefined): string[] {
   const rec = new LinearRecorder();
   buildT5EncoderModel(store, inferT5Config(store, config ?? {}), { quant: rec });
+  return rec.names;
+}
+
+/** A CLIP encoder's Linear weight names, learned the same way. */
+function clipLinearNames(store: WeightStore, config: Partial<CLIPTextConfig> | undefined): string[] {
+  const rec = new LinearRecorder();
+  buildCLIPTextModel(store, inferCLIPTextConfig(store, config ?? {}), { quant: rec });
   return rec.names;
 }
