@@ -12,6 +12,7 @@ import { SafetensorsFile, readAllSafetensors } from '../src/core/safetensors.js'
 import { type Tensor, tensor } from '../src/core/tensor.js';
 import { SafetensorsStore, type WeightStore, withPrefix } from '../src/core/weights.js';
 import { openCheckpoint } from '../src/loaders/checkpoint.js';
+import { CLIPTextEncoder, buildCLIPTextModel, clipConfigFromHF, inferCLIPTextConfig } from '../src/models/clip.js';
 import { MMDiT, buildMMDiTGraph, inferMMDiTConfig } from '../src/models/mmdit.js';
 import { GraphBuilder } from '../src/onnx/builder.js';
 import { sampleLatents } from '../src/pipelines/denoise.js';
@@ -73,6 +74,26 @@ try {
   await fp32.dispose();
   await int8.dispose();
   store.close();
+  for (const comp of ['clip_l', 'clip_g']) {
+    const ccfg = JSON.parse(fs.readFileSync(path.join(fixtures, comp, 'config.json'), 'utf8'));
+    const copy = path.join(tmp, `${comp}.safetensors`);
+    fs.copyFileSync(path.join(fixtures, comp, ccfg.weights_file), copy);
+    const cstore = new SafetensorsStore([SafetensorsFile.open(copy)], withPrefix(ccfg.weights_prefix));
+    const config = inferCLIPTextConfig(cstore, clipConfigFromHF(ccfg.config));
+    const rec = new LinearRecorder();
+    buildCLIPTextModel(cstore, config, { quant: rec });
+    const a = await CLIPTextEncoder.load(cstore, config);
+    const b = await CLIPTextEncoder.load(cstore, config, { quant: openInt8Cache(cstore, rec.names, comp) });
+    for (const c of ccfg.cases) {
+      const ids = readAllSafetensors(path.join(fixtures, comp, c.file)).tensors['input.input_ids']!;
+      const x = await a.encode(ids);
+      const y = await b.encode(ids);
+      console.log(`  ${comp}/${c.name}: penultimate ${fmt(errors(y.penultimate.data, x.penultimate.data))}; pooled_projected ${fmt(errors(y.pooledProjected.data, x.pooledProjected.data))}`);
+    }
+    await a.dispose();
+    await b.dispose();
+    cstore.close();
+  }
 } finally {
   fs.rmSync(tmp, { recursive: true, force: true });
 }

@@ -30,6 +30,7 @@ const { values: v } = parseArgs({
     json: { type: 'boolean' },
     'no-decode': { type: 'boolean' },
     'vae-tile': { type: 'string' },
+    'int8-clip': { type: 'boolean' },
   },
 });
 
@@ -45,7 +46,8 @@ if (sizes.length > 1 || modes.length > 1) {
   const rows: Record<string, unknown>[] = [];
   for (const mode of modes) for (const size of sizes) {
     const args = ['--import', 'tsx', new URL(import.meta.url).pathname, '--checkpoint', v.checkpoint, '--size', String(size), '--steps', v.steps!, '--mode', mode, '--json',
-      ...(v.threads ? ['--threads', v.threads] : []), ...(v['no-decode'] ? ['--no-decode'] : []), ...(v['vae-tile'] ? ['--vae-tile', v['vae-tile']] : [])];
+      ...(v.threads ? ['--threads', v.threads] : []), ...(v['no-decode'] ? ['--no-decode'] : []), ...(v['vae-tile'] ? ['--vae-tile', v['vae-tile']] : []),
+      ...(v['int8-clip'] ? ['--int8-clip'] : [])];
     const r = spawnSync(process.execPath, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
     const last = r.stdout.trim().split('\n').pop() ?? '';
     try { rows.push(JSON.parse(last)); } catch { rows.push({ mode, size, error: `exit ${r.status}` }); }
@@ -79,9 +81,9 @@ const rss = () => process.resourceUsage().maxRSS * 1024;
 
 const { weights, preprocessor } = openCheckpoint(v.checkpoint);
 const load: Record<string, number> = {};
-// int8 mode quantizes the CLIP encoders' Linear layers too (as the pipeline does).
+// --int8-clip quantizes the CLIP encoders' Linear layers too (the pipeline's clipDtype: 'int8').
 const clipQuant = (m: 'clipL' | 'clipG') => {
-  if (mode !== 'int8') return {};
+  if (!v['int8-clip']) return {};
   const store = weights[m];
   const rec = new LinearRecorder();
   buildCLIPTextModel(store, inferCLIPTextConfig(store, weights[`${m}Config`] ?? {}), { quant: rec });
