@@ -135,7 +135,6 @@ let decodeSeconds: number | undefined;
 let tiledDecodeSeconds: number | undefined;
 let tiledMaxDiff: number | undefined;
 let tiledPeakAbs: number | undefined;
-let decodeFirstSeconds: number | undefined;
 if (!v['no-decode']) {
   const z = fromModelSpace(tensor('float32', [1, 16, h, w], gaussian(16 * h * w, 2)));
   t0 = performance.now();
@@ -143,8 +142,7 @@ if (!v['no-decode']) {
   load.vaeDecoder = secs(t0);
   t0 = performance.now();
   const img = await vae.decode(z);
-  decodeFirstSeconds = secs(t0);
-  decodeSeconds = decodeFirstSeconds;
+  decodeSeconds = secs(t0);
   for (const a of img.data) if (!Number.isFinite(a)) { finite = false; break; }
   if (v['vae-tile']) {
     const [tile, overlap] = v['vae-tile'].split(',').map(Number) as [number, number];

@@ -64,6 +64,7 @@ export class SafetensorsFile {
   get dataStart(): number { return 8 + this.headerLength; }
   keys(): string[] { return [...this.infos.keys()]; }
   has(name: string): boolean { return this.infos.has(name); }
+  shape(name: string): readonly number[] { return this.info(name).shape; }
 
   info(name: string): TensorInfo {
     const i = this.infos.get(name);

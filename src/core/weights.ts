@@ -8,7 +8,6 @@
  * tensor along dimension 0 is just a byte range.
  */
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { SD3Error } from './errors.js';
 import { SafetensorsFile } from './safetensors.js';
 import { BYTES_PER_ELEMENT, type DType, type Tensor, numel, toFloat32, viewBytes } from './tensor.js';
@@ -141,17 +140,6 @@ export function prefixed(store: WeightStore, prefix: string): WeightStore {
 /** Single-file rename table: our names are the file's names after a prefix. */
 export function withPrefix(prefix: string): RenameTable {
   return (name) => prefix + name;
-}
-
-/** The folder holding every external chunk of a set of weights (the runtime takes exactly one). */
-export function externalFolder(refs: Iterable<WeightRef>): string | undefined {
-  let folder: string | undefined;
-  for (const r of refs) for (const c of r.chunks ?? []) {
-    const d = path.dirname(c.file);
-    if (folder === undefined) folder = d;
-    else if (folder !== d) throw new SD3Error(`weights of one model come from two folders (${folder} and ${d}); the runtime takes one`);
-  }
-  return folder;
 }
 
 /** Reads a weight's values as float32 (from its file chunks or in-memory bytes). */

@@ -68,11 +68,9 @@ function safetensorsIn(dir: string): string[] {
 /** A single file, completed by standalone encoder files next to it. */
 function openSingleFile(file: string, opts: OpenOptions): OpenedCheckpoint {
   const main = open(file);
-  const index = new SafetensorsStore([main], (n) => n);
-  const has = new Set(componentsIn({ has: (k) => main.has(k), shape: (k) => main.info(k).shape, keys: () => main.keys() }));
+  const has = new Set(componentsIn(main));
   if (!has.has('mmdit') || !has.has('vae')) {
     main.close();
-    void index;
     throw new SD3Error(`${file}: not an SD3 single-file checkpoint (needs keys under "${SINGLE_FILE_PREFIX.mmdit}" and "${SINGLE_FILE_PREFIX.vae}")`);
   }
   const dir = path.dirname(file);
@@ -88,7 +86,7 @@ function openSingleFile(file: string, opts: OpenOptions): OpenedCheckpoint {
       const kindGuess = /clip_l/i.test(path.basename(f)) ? 'clipL' : /clip_g/i.test(path.basename(f)) ? 'clipG' : /t5/i.test(path.basename(f)) ? 't5' : undefined;
       if (!kindGuess || parts[kindGuess] || (kindGuess === 't5' && !opts.t5)) continue;
       const sf = open(f);
-      const kind = standaloneEncoderKind({ has: (k) => sf.has(k), shape: (k) => sf.info(k).shape, keys: () => sf.keys() });
+      const kind = standaloneEncoderKind(sf);
       if (kind !== kindGuess) { sf.close(); continue; }
       opened.push(sf);
       parts[kind] = store([sf], prefixTable(kind, ''), f);

@@ -133,8 +133,7 @@ export class GraphBuilder {
         parts.push(name);
       }
     }
-    let v = parts.length === 1 ? parts[0]! : this.node('Concat', parts, { axis: 0 });
-    if (parts.length > 1 && ref.shape.length !== 1 + ref.shape.slice(1).length) v = this.reshape(v, ref.shape);
+    const v = parts.length === 1 ? parts[0]! : this.node('Concat', parts, { axis: 0 });
     this.weights.set(`raw:${ref.name}`, v);
     return v;
   }

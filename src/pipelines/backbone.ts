@@ -16,7 +16,7 @@ import { VAE, fromModelSpace, samplePosterior, toModelSpace } from '../models/va
 import type { QuantizedLinears } from '../nn/layers.js';
 import { addNoise } from '../sampler/flow-match.js';
 import { batchNoise } from '../sampler/noise.js';
-import { type Conditioning, type PromptEmbedding, type SampleOptions, sampleLatents } from './denoise.js';
+import { type PromptEmbedding, type SampleOptions, sampleLatents } from './denoise.js';
 import type { TokenIds } from './preprocessor.js';
 
 /** Where each model's weights are (names without component prefixes) and what the shapes cannot tell. */
@@ -181,11 +181,6 @@ export class SD3Backbone {
     await Promise.all([this.clipL.release(), this.clipG.release(), this.t5?.release(), this.mmdit.release(), this.vae.release()]);
     this.weights.close?.();
   }
-}
-
-/** Empty conditioning check shared by the tasks. */
-export function conditioning(positive: PromptEmbedding, negative: PromptEmbedding | undefined): Conditioning {
-  return negative ? { positive, negative } : { positive };
 }
 
 /** The MMDiT's Linear weight names, learned by building its graph once with a recorder. */
