@@ -4,6 +4,7 @@
  *   npm run bench -- --checkpoint <path> [--size 512] [--steps 2] [--mode fp32|int8] [--threads N] [--json] [--profile]
  *   npm run bench -- --checkpoint <path> --size 256,512,1024,768x1344 --mode fp32,int8   (each run in its own process)
  *   npm run bench -- --checkpoint <path> --size 1024 --vae-tile 64,16   (also: tiled decode, its time and max difference)
+ *   npm run bench -- --checkpoint <path> --device webgpu   (the GPU; also reports warm step and decode times)
  *
  * Make a random checkpoint first: npm run make-random-checkpoint -- /path/sd3_random.safetensors
  */
@@ -18,6 +19,7 @@ import { MMDiT, buildMMDiTGraph, inferMMDiTConfig } from '../src/models/mmdit.js
 import { VAE, fromModelSpace } from '../src/models/vae.js';
 import { GraphBuilder } from '../src/onnx/builder.js';
 import { LinearRecorder } from '../src/quant/int8.js';
+import { parseDevice } from '../src/runtime/ort.js';
 import { gaussian } from '../src/sampler/noise.js';
 
 const { values: v } = parseArgs({
@@ -27,6 +29,7 @@ const { values: v } = parseArgs({
     steps: { type: 'string', default: '2' },
     mode: { type: 'string', default: 'fp32' },
     threads: { type: 'string' },
+    device: { type: 'string', default: 'cpu' },
     json: { type: 'boolean' },
     'no-decode': { type: 'boolean' },
     'vae-tile': { type: 'string' },
@@ -46,7 +49,7 @@ if (sizes.length > 1 || modes.length > 1) {
   const rows: Record<string, unknown>[] = [];
   for (const mode of modes) for (const size of sizes) {
     const args = ['--import', 'tsx', new URL(import.meta.url).pathname, '--checkpoint', v.checkpoint, '--size', String(size), '--steps', v.steps!, '--mode', mode, '--json',
-      ...(v.threads ? ['--threads', v.threads] : []), ...(v['no-decode'] ? ['--no-decode'] : []), ...(v['vae-tile'] ? ['--vae-tile', v['vae-tile']] : []),
+      '--device', v.device!, ...(v.threads ? ['--threads', v.threads] : []), ...(v['no-decode'] ? ['--no-decode'] : []), ...(v['vae-tile'] ? ['--vae-tile', v['vae-tile']] : []),
       ...(v['int8-clip'] ? ['--int8-clip'] : [])];
     const r = spawnSync(process.execPath, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
     const last = r.stdout.trim().split('\n').pop() ?? '';
@@ -59,10 +62,10 @@ if (sizes.length > 1 || modes.length > 1) {
 
 function printTable(rows: Record<string, unknown>[]): void {
   const f = (x: unknown, d = 2) => (typeof x === 'number' ? x.toFixed(d) : String(x ?? '-'));
-  console.log('| mode | size | load s | encode s | s/step (CFG, batch 2) | decode s | peak RSS GB |');
-  console.log('|---|---|---|---|---|---|---|');
+  console.log('| device | mode | size | load s | encode s | s/step (CFG, batch 2) | decode s | peak RSS GB |');
+  console.log('|---|---|---|---|---|---|---|---|');
   for (const r of rows) {
-    console.log(`| ${r.mode} | ${r.size} | ${f(r.loadSeconds, 1)} | ${f(r.encodeSeconds)} | ${f(r.secondsPerStep)} | ${f(r.decodeSeconds)} | ${f(typeof r.peakRssBytes === 'number' ? r.peakRssBytes / 2 ** 30 : undefined)} |`);
+    console.log(`| ${r.device ?? 'cpu'} | ${r.mode} | ${r.size} | ${f(r.loadSeconds, 1)} | ${f(r.encodeSeconds)} | ${f(r.secondsPerStep)} | ${f(r.decodeSeconds)} | ${f(typeof r.peakRssBytes === 'number' ? r.peakRssBytes / 2 ** 30 : undefined)} |`);
   }
 }
 
@@ -75,7 +78,8 @@ const [width, height] = (() => {
 const size = width === height ? `${width}²` : `${width}x${height}`;
 const steps = Number(v.steps);
 const mode = modes[0] as 'fp32' | 'int8';
-const threads = v.threads ? { threads: Number(v.threads) } : {};
+const device = parseDevice(v.device!, '--device');
+const threads = { ...(v.threads ? { threads: Number(v.threads) } : {}), device };
 const secs = (t0: number) => (performance.now() - t0) / 1000;
 const rss = () => process.resourceUsage().maxRSS * 1024;
 
@@ -132,6 +136,7 @@ const rssAfterSteps = rss();
 
 // VAE decode of one image (the session is built on first use; its build time is reported separately).
 let decodeSeconds: number | undefined;
+let decodeWarmSeconds: number | undefined;
 let tiledDecodeSeconds: number | undefined;
 let tiledMaxDiff: number | undefined;
 let tiledPeakAbs: number | undefined;
@@ -143,6 +148,12 @@ if (!v['no-decode']) {
   t0 = performance.now();
   const img = await vae.decode(z);
   decodeSeconds = secs(t0);
+  if (device !== 'cpu') {
+    // A GPU compiles its kernels for new shapes on the first run: time a second decode too.
+    t0 = performance.now();
+    await vae.decode(z);
+    decodeWarmSeconds = secs(t0);
+  }
   for (const a of img.data) if (!Number.isFinite(a)) { finite = false; break; }
   if (v['vae-tile']) {
     const [tile, overlap] = v['vae-tile'].split(',').map(Number) as [number, number];
@@ -161,6 +172,7 @@ if (!v['no-decode']) {
 }
 
 const result = {
+  device,
   mode,
   size,
   steps,
@@ -171,7 +183,9 @@ const result = {
   encodeSeconds,
   secondsPerStep: stepTimes.reduce((a, b) => a + b, 0) / stepTimes.length,
   stepSeconds: stepTimes,
+  ...(stepTimes.length > 1 ? { warmSecondsPerStep: stepTimes.slice(1).reduce((a, b) => a + b, 0) / (stepTimes.length - 1) } : {}),
   decodeSeconds,
+  ...(decodeWarmSeconds !== undefined ? { decodeWarmSeconds } : {}),
   ...(tiledDecodeSeconds !== undefined ? { vaeTile: v['vae-tile'], tiledDecodeSeconds, tiledMaxDiff, tiledPeakAbs } : {}),
   peakRssBytes: rss(),
   rssAfterLoadBytes: rssLoaded,

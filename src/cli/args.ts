@@ -1,5 +1,6 @@
 /** Small helpers for typed command-line values. */
 import { SD3Error } from '../core/errors.js';
+import { type Device, parseDevice } from '../runtime/ort.js';
 
 export class UsageError extends SD3Error {
   constructor(message: string) {
@@ -20,4 +21,12 @@ export function numArg(name: string, v: string | undefined, check: (n: number) =
   const n = Number(v);
   if (!Number.isFinite(n) || !check(n)) throw new UsageError(`--${name} must be ${expected}, got "${v}"`);
   return n;
+}
+
+export function deviceArg(v: string): Device {
+  try {
+    return parseDevice(v, '--device');
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
 }

@@ -9,7 +9,7 @@ import { ImageToImage } from '../pipelines/image-to-image.js';
 import { Inpaint } from '../pipelines/inpaint.js';
 import { TextToImage } from '../pipelines/text-to-image.js';
 import { loadPreset } from '../presets/index.js';
-import { UsageError, intArg, numArg } from './args.js';
+import { UsageError, deviceArg, intArg, numArg } from './args.js';
 
 const HELP = `Usage: sd3 generate -p PROMPT [options]
 
@@ -26,6 +26,7 @@ const HELP = `Usage: sd3 generate -p PROMPT [options]
       --image FILE             input image (PNG or JPEG) for image-to-image
       --mask FILE              inpainting mask (PNG or JPEG; white = repaint), needs --image
       --threads N              CPU threads (default: all cores)
+      --device cpu|webgpu      where to run (default cpu, or $SD3_DEVICE); webgpu uses the GPU, float32 only
       --int8                   int8 Linear weights (faster on CPUs with AMX/VNNI; cached next to the checkpoint)
       --t5                     use T5-XXL when the checkpoint has it (needs much more memory)
       --low-memory             release each model once it is no longer needed
@@ -85,6 +86,7 @@ export async function runGenerate(argv: string[], signal: AbortSignal): Promise<
       image: { type: 'string' },
       mask: { type: 'string' },
       threads: { type: 'string' },
+      device: { type: 'string' },
       int8: { type: 'boolean' },
       t5: { type: 'boolean' },
       'low-memory': { type: 'boolean' },
@@ -105,6 +107,8 @@ export async function runGenerate(argv: string[], signal: AbortSignal): Promise<
   const seed = intArg('seed', v.seed, 0);
   if (seed !== undefined && seed > 0xffffffff) throw new UsageError(`--seed must be at most 4294967295, got ${seed}`);
   const threads = intArg('threads', v.threads, 1);
+  const device = v.device !== undefined ? deviceArg(v.device) : undefined;
+  if (device === 'webgpu' && v.int8) throw new UsageError('--int8 runs on the CPU only; drop it or use --device cpu');
   const cfg = numArg('cfg-scale', v['cfg-scale'], () => true, 'a number');
   const strength = numArg('strength', v.strength, (n) => n >= 0 && n <= 1, 'a number in [0, 1]');
   if (strength !== undefined && v.image === undefined) throw new UsageError('--strength applies to --image (image-to-image or inpainting)');
@@ -124,6 +128,7 @@ export async function runGenerate(argv: string[], signal: AbortSignal): Promise<
   const loaded = await loadPreset(model, {
     imageShape: { width, height },
     ...(threads !== undefined ? { threads } : {}),
+    ...(device ? { device } : {}),
     ...(v.int8 ? { dtype: 'int8' as const } : {}),
     ...(v.t5 ? { t5: true } : {}),
     ...(v['low-memory'] ? { lowMemory: true } : {}),

@@ -11,7 +11,7 @@ import { parseArgs } from 'node:util';
 import { SD3Error, describe } from '../core/errors.js';
 import { TextToImage } from '../pipelines/text-to-image.js';
 import { loadPreset } from '../presets/index.js';
-import { UsageError, intArg } from './args.js';
+import { UsageError, deviceArg, intArg } from './args.js';
 import { PAGE } from './page.js';
 
 const MAX_BODY = 64 * 1024;
@@ -119,12 +119,13 @@ export async function runServe(argv: string[], signal: AbortSignal): Promise<num
       width: { type: 'string' },
       height: { type: 'string' },
       threads: { type: 'string' },
+      device: { type: 'string' },
       int8: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
   if (v.help) {
-    console.log('Usage: sd3 serve [-m MODEL] [--port 7860] [--host 127.0.0.1] [--width N --height N] [--threads N] [--int8]');
+    console.log('Usage: sd3 serve [-m MODEL] [--port 7860] [--host 127.0.0.1] [--width N --height N] [--threads N] [--device cpu|webgpu] [--int8]');
     return 0;
   }
   const port = intArg('port', v.port, 0, 7860)!;
@@ -132,9 +133,12 @@ export async function runServe(argv: string[], signal: AbortSignal): Promise<num
   const model = v.model ?? 'stable_diffusion_3_medium';
   const size = model === 'tiny-random' ? 256 : 1024;
   const threads = intArg('threads', v.threads, 1);
+  const device = v.device !== undefined ? deviceArg(v.device) : undefined;
+  if (device === 'webgpu' && v.int8) throw new UsageError('--int8 runs on the CPU only; drop it or use --device cpu');
   const loaded = await loadPreset(model, {
     imageShape: { width: intArg('width', v.width, 16, size)!, height: intArg('height', v.height, 16, size)! },
     ...(threads !== undefined ? { threads } : {}),
+    ...(device ? { device } : {}),
     ...(v.int8 ? { dtype: 'int8' as const } : {}),
   });
   const task = new TextToImage(loaded.backbone, loaded.preprocessor, loaded.imageShape);

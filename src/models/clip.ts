@@ -13,7 +13,7 @@ import type { Tensor } from '../core/tensor.js';
 import type { WeightStore } from '../core/weights.js';
 import { type NN, type QuantizedLinears, hasParam, layerNorm, linear, param } from '../nn/layers.js';
 import { type BuiltModel, GraphBuilder, type Value } from '../onnx/builder.js';
-import { Session } from '../runtime/ort.js';
+import { type RuntimeOptions, Session } from '../runtime/ort.js';
 import { checkIds, checkWeightShapes, countLayers, positiveInt } from './text-encoder-checks.js';
 
 export type CLIPActivation = 'quick_gelu' | 'gelu';
@@ -219,8 +219,7 @@ export interface CLIPTextOutput {
   readonly hiddenStates?: Tensor<'float32'>;
 }
 
-export interface CLIPLoadOptions {
-  readonly threads?: number;
+export interface CLIPLoadOptions extends RuntimeOptions {
   /** Also output every layer's stream (`hiddenStates`). */
   readonly debug?: boolean;
   /** Name used in errors (e.g. "CLIP-L"). */
@@ -245,6 +244,7 @@ export class CLIPTextEncoder {
     const built = buildCLIPTextModel(store, full, { debug: opts.debug ?? false, ...(opts.quant ? { quant: opts.quant } : {}) });
     const session = await Session.create(label, built.bytes, {
       ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
+      ...(opts.device ? { device: opts.device } : {}),
       ...(built.externalFolder ? { externalFolder: built.externalFolder } : {}),
     });
     return new CLIPTextEncoder(full, session, label);

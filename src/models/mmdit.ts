@@ -10,16 +10,14 @@ import { type Tensor, tensor } from '../core/tensor.js';
 import type { WeightStore } from '../core/weights.js';
 import type { QuantizedLinears } from '../nn/layers.js';
 import { GraphBuilder } from '../onnx/builder.js';
-import { Session } from '../runtime/ort.js';
+import { type RuntimeOptions, Session } from '../runtime/ort.js';
 import { type MMDiTConfig, inferMMDiTConfig } from './mmdit-config.js';
 import { MMDIT_DEBUG_OUTPUTS, buildMMDiTGraph } from './mmdit-graph.js';
 
 export { type MMDiTConfig, SD3_MEDIUM_MMDIT, inferMMDiTConfig } from './mmdit-config.js';
 export { type MMDiTGraphOptions, buildMMDiTGraph } from './mmdit-graph.js';
 
-export interface MMDiTLoadOptions {
-  /** Threads per operator (default: every core). */
-  readonly threads?: number;
+export interface MMDiTLoadOptions extends RuntimeOptions {
   /** Keep worker threads spinning between operators (faster on an otherwise idle machine). */
   readonly spin?: boolean;
   /** Also build the intermediate outputs that `forwardDebug` returns. */
@@ -38,7 +36,7 @@ export class MMDiT {
     const g = new GraphBuilder('mmdit');
     buildMMDiTGraph({ g, w: store, quant: opts.quant }, config, { debug: opts.debug ?? false });
     const built = g.build();
-    const session = await Session.create('MMDiT', built.bytes, { threads: opts.threads, externalFolder: built.externalFolder, spin: opts.spin });
+    const session = await Session.create('MMDiT', built.bytes, { threads: opts.threads, device: opts.device, externalFolder: built.externalFolder, spin: opts.spin });
     return new MMDiT(config, session, opts.debug ?? false);
   }
 

@@ -14,7 +14,7 @@ import { type Tensor, tensor } from '../core/tensor.js';
 import type { WeightStore } from '../core/weights.js';
 import { type NN, type QuantizedLinears, linear, param } from '../nn/layers.js';
 import { type BuiltModel, GraphBuilder, type Value } from '../onnx/builder.js';
-import { Session } from '../runtime/ort.js';
+import { type RuntimeOptions, Session } from '../runtime/ort.js';
 import { checkIds, checkWeightShapes, countLayers, positiveInt } from './text-encoder-checks.js';
 
 export interface T5Config {
@@ -195,8 +195,7 @@ export interface T5Output {
   readonly positionBias?: Tensor<'float32'>;
 }
 
-export interface T5LoadOptions {
-  readonly threads?: number;
+export interface T5LoadOptions extends RuntimeOptions {
   /** Also output every block's stream and the position bias. */
   readonly debug?: boolean;
   /** Name used in errors (e.g. "T5-XXL"). */
@@ -222,6 +221,7 @@ export class T5Encoder {
     const built = buildT5EncoderModel(store, full, { debug: opts.debug ?? false, ...(opts.quant ? { quant: opts.quant } : {}) });
     const session = await Session.create(label, built.bytes, {
       ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
+      ...(opts.device ? { device: opts.device } : {}),
       ...(built.externalFolder ? { externalFolder: built.externalFolder } : {}),
     });
     return new T5Encoder(full, session, label);

@@ -14,6 +14,7 @@ import { LinearRecorder } from '../quant/int8.js';
 import { type T5Config, T5Encoder, buildT5EncoderModel, inferT5Config } from '../models/t5.js';
 import { VAE, fromModelSpace, samplePosterior, toModelSpace } from '../models/vae.js';
 import type { QuantizedLinears } from '../nn/layers.js';
+import { type Device, defaultDevice } from '../runtime/ort.js';
 import { addNoise } from '../sampler/flow-match.js';
 import { batchNoise } from '../sampler/noise.js';
 import { type PromptEmbedding, type SampleOptions, sampleLatents } from './denoise.js';
@@ -39,7 +40,13 @@ export interface SD3Weights {
 }
 
 export interface BackboneOptions {
+  /** CPU threads per operator (default: every core). */
   readonly threads?: number;
+  /**
+   * Where the models run: 'cpu' (default, or $SD3_DEVICE) or 'webgpu' (the GPU through onnxruntime-node's
+   * bundled WebGPU provider; float32 only).
+   */
+  readonly device?: Device;
   /** Release each model as soon as a generation no longer needs it (slower repeated runs, lower peak memory). */
   readonly lowMemory?: boolean;
   /** 'int8' quantizes the MMDiT's Linear weights (cached next to the checkpoint). */
@@ -88,8 +95,15 @@ export class SD3Backbone {
 
   constructor(readonly weights: SD3Weights, readonly options: BackboneOptions = {}) {
     this.mmditConfig = inferMMDiTConfig(weights.mmdit);
-    const threads = options.threads !== undefined ? { threads: options.threads } : {};
+    const device = options.device ?? defaultDevice();
+    // Every model gets the same placement and thread count.
+    const threads = { ...(options.threads !== undefined ? { threads: options.threads } : {}), device };
     const int8 = options.dtype === 'int8';
+    if (device !== 'cpu' && (int8 || options.clipDtype === 'int8')) {
+      // ORT's int8 matrix multiply (DynamicQuantizeMatMul) exists only on the CPU provider: on a GPU every Linear
+      // would round-trip through host memory.
+      throw new SD3Error(`dtype 'int8' runs on the CPU only; with device '${device}' use dtype 'float32'`);
+    }
     const quant = (): QuantizedLinears => {
       if (!weights.quantize) throw new SD3Error(`int8 mode needs weights on disk (${weights.label} has none)`);
       return weights.quantize('mmdit', mmditLinearNames(weights.mmdit));
@@ -102,7 +116,11 @@ export class SD3Backbone {
       options.clipDtype === 'int8' && weights.quantize ? { quant: weights.quantize(m, clipLinearNames(store, config)) } : {};
     this.clipL = new Lazy(() => CLIPTextEncoder.load(weights.clipL, weights.clipLConfig ?? {}, { ...threads, label: 'CLIP-L', ...clipQuant('clipL', weights.clipL, weights.clipLConfig) }));
     this.clipG = new Lazy(() => CLIPTextEncoder.load(weights.clipG, weights.clipGConfig ?? {}, { ...threads, label: 'CLIP-G', ...clipQuant('clipG', weights.clipG, weights.clipGConfig) }));
-    this.t5 = weights.t5 ? new Lazy(() => T5Encoder.load(weights.t5!, weights.t5Config ?? {}, { ...threads, label: 'T5-XXL', ...t5Quant(weights.t5!) })) : undefined;
+    // An int8 T5 runs on the CPU whatever the device (see the int8 note above); it runs once per generation.
+    this.t5 = weights.t5 ? new Lazy(() => {
+      const q = t5Quant(weights.t5!);
+      return T5Encoder.load(weights.t5!, weights.t5Config ?? {}, { ...threads, ...(q.quant ? { device: 'cpu' as const } : {}), label: 'T5-XXL', ...q });
+    }) : undefined;
     this.mmdit = new Lazy(() => MMDiT.load(weights.mmdit, { ...threads, spin: options.spin ?? true, ...(int8 ? { quant: quant() } : {}) }));
     this.vae = new Lazy(() => VAE.load(weights.vae, threads));
   }

@@ -9,9 +9,34 @@ import * as ort from 'onnxruntime-node';
 import { SD3Error } from '../core/errors.js';
 import { type DType, type Tensor, tensor } from '../core/tensor.js';
 
-export interface SessionOptions {
-  /** Threads for one operator (default: the number of cores). */
+/**
+ * Where a model runs. 'cpu' is ORT's CPU provider; 'webgpu' is the WebGPU provider bundled in onnxruntime-node
+ * (Dawn over Vulkan on Linux, D3D12 on Windows, Metal on macOS), with operators it lacks falling back to the CPU.
+ */
+export type Device = 'cpu' | 'webgpu';
+export const DEVICES: readonly Device[] = ['cpu', 'webgpu'];
+
+/** What every model's load options share: the runtime's placement and threads. */
+export interface RuntimeOptions {
+  /** Threads for one CPU operator (default: the number of cores). */
   readonly threads?: number;
+  /** Where to run (default: `defaultDevice()`, i.e. $SD3_DEVICE or 'cpu'). */
+  readonly device?: Device;
+}
+
+/** Checks a device name from user input; throws an SD3Error naming it and the choices. */
+export function parseDevice(name: string, what = 'device'): Device {
+  if ((DEVICES as readonly string[]).includes(name)) return name as Device;
+  throw new SD3Error(`${what} must be one of ${DEVICES.join(', ')}; got ${JSON.stringify(name)}`);
+}
+
+/** The device used when none is given: $SD3_DEVICE when set (e.g. to run the parity suite on a GPU), else 'cpu'. */
+export function defaultDevice(env: NodeJS.ProcessEnv = process.env): Device {
+  const v = env.SD3_DEVICE;
+  return v === undefined || v === '' ? 'cpu' : parseDevice(v, 'SD3_DEVICE');
+}
+
+export interface SessionOptions extends RuntimeOptions {
   /** Folder that external-data locations are relative to. */
   readonly externalFolder?: string;
   /** Write ORT's JSON profile with this file-name prefix. */
@@ -40,6 +65,15 @@ function toOrt(t: Tensor): ort.Tensor {
   return new ort.Tensor(type, t.data as never, [...t.shape]);
 }
 
+/** ORT's provider list for a device; operators the GPU provider lacks fall back to the CPU provider. */
+export function executionProviders(device: Device): ort.InferenceSession.ExecutionProviderConfig[] {
+  switch (device) {
+    case 'cpu': return ['cpu'];
+    // 'cpu' second: ORT places what WebGPU cannot run there.
+    case 'webgpu': return [{ name: 'webgpu' }, 'cpu'];
+  }
+}
+
 function fromOrt(t: ort.Tensor): Tensor {
   const dims = [...t.dims];
   switch (t.type) {
@@ -65,8 +99,9 @@ export class Session {
     };
     if (opts.externalFolder) config['session.model_external_initializers_file_folder_path'] = opts.externalFolder;
     if (opts.mmapWeights) config['session.disable_prepacking'] = '1';
+    const device = opts.device ?? defaultDevice();
     const options: ort.InferenceSession.SessionOptions = {
-      executionProviders: ['cpu'],
+      executionProviders: executionProviders(device),
       intraOpNumThreads: opts.threads ?? defaultThreads(),
       interOpNumThreads: 1,
       graphOptimizationLevel: opts.optimization ?? 'all',
@@ -78,7 +113,11 @@ export class Session {
       const inner = await ort.InferenceSession.create(model, options);
       return new Session(inner, label);
     } catch (e) {
-      throw new SD3Error(`could not load model ${label} into the runtime: ${(e as Error).message}`, { cause: e });
+      const msg = (e as Error).message.trim();
+      if (device !== 'cpu' && /adapter|device|webgpu|dawn|vulkan/i.test(msg)) {
+        throw new SD3Error(`could not load model ${label} on device '${device}': ${msg} (no usable GPU here? use device 'cpu')`, { cause: e });
+      }
+      throw new SD3Error(`could not load model ${label} into the runtime: ${msg}`, { cause: e });
     }
   }
 
