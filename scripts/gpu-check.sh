@@ -20,7 +20,7 @@ stage() { local name=$1 limit=$2; shift 2; echo "== $name (limit ${limit} s)"; l
 command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 want parity && stage parity-webgpu 150 env SD3_DEVICE=webgpu "${tsx[@]}" test/parity/run.ts --implemented-only
 want generate && stage generate-webgpu 45 "${tsx[@]}" src/cli/main.ts generate -m tiny-random --device webgpu -p "a red cube on a table" --steps 4 --seed 7 -o "$out/tiny-webgpu.png" --json
-if want bench || want cpu; then [ -f "$ckpt" ] || stage make-checkpoint 90; fi "${tsx[@]}" scripts/make-random-checkpoint.ts "$ckpt"
+if (want bench || want cpu) && [ ! -f "$ckpt" ]; then stage make-checkpoint 90 "${tsx[@]}" scripts/make-random-checkpoint.ts "$ckpt"; fi
 if want bench && command -v nvidia-smi > /dev/null; then
   nvidia-smi --query-gpu=timestamp,memory.used,utilization.gpu --format=csv -lms 1000 > "$out/gpu-memory.csv" 2>&1 &
 fi
