@@ -13,7 +13,7 @@ import type { Tensor } from '../core/tensor.js';
 import type { WeightStore } from '../core/weights.js';
 import { type NN, type QuantizedLinears, hasParam, layerNorm, linear, param } from '../nn/layers.js';
 import { type BuiltModel, GraphBuilder, type Value } from '../onnx/builder.js';
-import { type RuntimeOptions, Session } from '../runtime/ort.js';
+import { type RuntimeOptions, Session, runtimeOptions } from '../runtime/ort.js';
 import { checkIds, checkWeightShapes, countLayers, positiveInt } from './text-encoder-checks.js';
 
 export type CLIPActivation = 'quick_gelu' | 'gelu';
@@ -242,10 +242,8 @@ export class CLIPTextEncoder {
     const label = opts.label ?? 'CLIP text encoder';
     const full = inferCLIPTextConfig(store, config);
     const built = buildCLIPTextModel(store, full, { debug: opts.debug ?? false, ...(opts.quant ? { quant: opts.quant } : {}) });
-    const session = await Session.create(label, built.bytes, {
-      ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
-      ...(opts.device ? { device: opts.device } : {}),
-      ...(built.externalFolder ? { externalFolder: built.externalFolder } : {}),
+    const session = await Session.create(label, built, {
+      ...runtimeOptions(opts),
     });
     return new CLIPTextEncoder(full, session, label);
   }

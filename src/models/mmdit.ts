@@ -10,7 +10,7 @@ import { type Tensor, tensor } from '../core/tensor.js';
 import type { WeightStore } from '../core/weights.js';
 import type { QuantizedLinears } from '../nn/layers.js';
 import { GraphBuilder } from '../onnx/builder.js';
-import { type RuntimeOptions, Session } from '../runtime/ort.js';
+import { type RuntimeOptions, Session, runtimeOptions } from '../runtime/ort.js';
 import { type MMDiTConfig, inferMMDiTConfig } from './mmdit-config.js';
 import { MMDIT_DEBUG_OUTPUTS, buildMMDiTGraph } from './mmdit-graph.js';
 
@@ -36,7 +36,7 @@ export class MMDiT {
     const g = new GraphBuilder('mmdit');
     buildMMDiTGraph({ g, w: store, quant: opts.quant }, config, { debug: opts.debug ?? false });
     const built = g.build();
-    const session = await Session.create('MMDiT', built.bytes, { threads: opts.threads, device: opts.device, externalFolder: built.externalFolder, spin: opts.spin });
+    const session = await Session.create('MMDiT', built, { ...runtimeOptions(opts), spin: opts.spin ?? false });
     return new MMDiT(config, session, opts.debug ?? false);
   }
 

@@ -14,7 +14,7 @@ import { type Tensor, tensor } from '../core/tensor.js';
 import type { WeightStore } from '../core/weights.js';
 import { type NN, type QuantizedLinears, linear, param } from '../nn/layers.js';
 import { type BuiltModel, GraphBuilder, type Value } from '../onnx/builder.js';
-import { type RuntimeOptions, Session } from '../runtime/ort.js';
+import { type RuntimeOptions, Session, runtimeOptions } from '../runtime/ort.js';
 import { checkIds, checkWeightShapes, countLayers, positiveInt } from './text-encoder-checks.js';
 
 export interface T5Config {
@@ -219,10 +219,8 @@ export class T5Encoder {
     const label = opts.label ?? 'T5 encoder';
     const full = inferT5Config(store, config);
     const built = buildT5EncoderModel(store, full, { debug: opts.debug ?? false, ...(opts.quant ? { quant: opts.quant } : {}) });
-    const session = await Session.create(label, built.bytes, {
-      ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
-      ...(opts.device ? { device: opts.device } : {}),
-      ...(built.externalFolder ? { externalFolder: built.externalFolder } : {}),
+    const session = await Session.create(label, built, {
+      ...runtimeOptions(opts),
     });
     return new T5Encoder(full, session, label);
   }

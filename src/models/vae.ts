@@ -11,7 +11,7 @@ import { describe, SD3Error } from '../core/errors.js';
 import { type Tensor, tensor } from '../core/tensor.js';
 import type { WeightStore } from '../core/weights.js';
 import type { BuiltModel } from '../onnx/builder.js';
-import { type RuntimeOptions, Session, SessionCache } from '../runtime/ort.js';
+import { type RuntimeOptions, Session, SessionCache, runtimeOptions } from '../runtime/ort.js';
 import { inferVAEConfig, type VAEConfig } from './vae-config.js';
 import { buildVAEDecoder, buildVAEEncoder } from './vae-graph.js';
 import { checkTileOptions, decodeTiled, type TileOptions } from './vae-tiling.js';
@@ -153,7 +153,7 @@ export class VAE {
   private session(part: 'encoder' | 'decoder', build: () => BuiltModel): Promise<Session> {
     return this.sessions.get(part, async () => {
       const model = build();
-      return Session.create(`VAE ${part}`, model.bytes, { threads: this.opts.threads, device: this.opts.device, externalFolder: model.externalFolder });
+      return Session.create(`VAE ${part}`, model, runtimeOptions(this.opts));
     });
   }
 }

@@ -27,10 +27,13 @@ export interface BuiltModel {
   readonly externalFolder: string | undefined;
   readonly inputs: readonly string[];
   readonly outputs: readonly string[];
+  /** Nodes that must run on the CPU whatever the device (see `hostOnly`). */
+  readonly hostNodes: readonly string[];
 }
 
 export class GraphBuilder {
   private readonly nodes: NodeProto[] = [];
+  private readonly host: string[] = [];
   private readonly inits: TensorProto[] = [];
   private readonly ins: ValueInfoProto[] = [];
   private readonly outs: ValueInfoProto[] = [];
@@ -159,8 +162,10 @@ export class GraphBuilder {
   sqrt(a: Value): Value { return this.node('Sqrt', [a]); }
   sigmoid(a: Value): Value { return this.node('Sigmoid', [a]); }
   tanh(a: Value): Value { return this.node('Tanh', [a]); }
-  cos(a: Value): Value { return this.node('Cos', [a]); }
-  sin(a: Value): Value { return this.node('Sin', [a]); }
+  // GPU sine/cosine are fast approximations: at SD3's timestep arguments (up to 1000 rad) WebGPU's are off by
+  // ~1e-4, so these tiny nodes stay on the CPU.
+  cos(a: Value): Value { return this.hostOnly(this.node('Cos', [a])); }
+  sin(a: Value): Value { return this.hostOnly(this.node('Sin', [a])); }
   silu(a: Value): Value { return this.mul(a, this.sigmoid(a)); }
   /** x * sigmoid(1.702 x), CLIP-L's activation. */
   quickGelu(a: Value): Value { return this.mul(a, this.sigmoid(this.mul(a, this.scalar(1.702)))); }
@@ -266,6 +271,14 @@ export class GraphBuilder {
     return this.node('ReduceMean', [x, this.ints(axes)], { keepdims: keepdims ? 1 : 0 });
   }
 
+  /** Marks the node that produced `v` to run on the CPU provider even when the session runs on a GPU. */
+  hostOnly(v: Value): Value {
+    const node = this.nodes.find((n) => n.outputs.includes(v));
+    if (!node?.name) throw new Error(`hostOnly: no node produces ${v}`);
+    this.host.push(node.name);
+    return v;
+  }
+
   build(): BuiltModel {
     const bytes = encodeModel({
       irVersion: 10,
@@ -273,6 +286,6 @@ export class GraphBuilder {
       opsets: [{ domain: '', version: OPSET }, { domain: MS_DOMAIN, version: 1 }],
       graph: { name: this.name, nodes: this.nodes, initializers: this.inits, inputs: this.ins, outputs: this.outs },
     });
-    return { bytes, externalFolder: this.folder, inputs: this.ins.map((i) => i.name), outputs: this.outs.map((o) => o.name) };
+    return { bytes, externalFolder: this.folder, inputs: this.ins.map((i) => i.name), outputs: this.outs.map((o) => o.name), hostNodes: [...this.host] };
   }
 }

@@ -8,6 +8,7 @@ import * as os from 'node:os';
 import * as ort from 'onnxruntime-node';
 import { SD3Error } from '../core/errors.js';
 import { type DType, type Tensor, tensor } from '../core/tensor.js';
+import type { BuiltModel } from '../onnx/builder.js';
 
 /**
  * Where a model runs. 'cpu' is ORT's CPU provider; 'webgpu' is the WebGPU provider bundled in onnxruntime-node
@@ -22,6 +23,20 @@ export interface RuntimeOptions {
   readonly threads?: number;
   /** Where to run (default: `defaultDevice()`, i.e. $SD3_DEVICE or 'cpu'). */
   readonly device?: Device;
+  /**
+   * GPU devices: how freed GPU buffers are kept for reuse (ORT's WebGPU storageBufferCacheMode). 'bucket' (ORT's
+   * default) keeps them in size classes; 'disabled' returns them at once (lower peak memory).
+   */
+  readonly gpuBufferCache?: 'disabled' | 'lazyRelease' | 'simple' | 'bucket';
+}
+
+/** The runtime part of a model's load options. */
+export function runtimeOptions(o: RuntimeOptions): RuntimeOptions {
+  return {
+    ...(o.threads !== undefined ? { threads: o.threads } : {}),
+    ...(o.device ? { device: o.device } : {}),
+    ...(o.gpuBufferCache ? { gpuBufferCache: o.gpuBufferCache } : {}),
+  };
 }
 
 /** Checks a device name from user input; throws an SD3Error naming it and the choices. */
@@ -66,11 +81,15 @@ function toOrt(t: Tensor): ort.Tensor {
 }
 
 /** ORT's provider list for a device; operators the GPU provider lacks fall back to the CPU provider. */
-export function executionProviders(device: Device): ort.InferenceSession.ExecutionProviderConfig[] {
+export function executionProviders(device: Device, hostNodes: readonly string[] = [], cache?: RuntimeOptions['gpuBufferCache']): ort.InferenceSession.ExecutionProviderConfig[] {
   switch (device) {
     case 'cpu': return ['cpu'];
-    // 'cpu' second: ORT places what WebGPU cannot run there.
-    case 'webgpu': return [{ name: 'webgpu' }, 'cpu'];
+    // 'cpu' second: ORT places there what WebGPU cannot run, and the nodes the graph marked host-only.
+    case 'webgpu': return [{
+      name: 'webgpu',
+      ...(hostNodes.length ? { forceCpuNodeNames: hostNodes } : {}),
+      ...(cache ? { storageBufferCacheMode: cache } : {}),
+    }, 'cpu'];
   }
 }
 
@@ -93,7 +112,16 @@ export class Session {
   private disposed = false;
   private constructor(private readonly inner: ort.InferenceSession, readonly label: string) {}
 
-  static async create(label: string, model: Uint8Array, opts: SessionOptions = {}): Promise<Session> {
+  /** A session for a model built in TypeScript (its external-data folder and CPU-only nodes come with it). */
+  static async create(label: string, model: BuiltModel, opts: SessionOptions = {}): Promise<Session> {
+    return Session.fromBytes(label, model.bytes, {
+      ...(model.externalFolder ? { externalFolder: model.externalFolder } : {}),
+      ...opts,
+      hostNodes: model.hostNodes,
+    });
+  }
+
+  private static async fromBytes(label: string, model: Uint8Array, opts: SessionOptions & { hostNodes?: readonly string[] } = {}): Promise<Session> {
     const config: Record<string, string> = {
       'session.intra_op.allow_spinning': opts.spin ? '1' : '0',
     };
@@ -101,7 +129,7 @@ export class Session {
     if (opts.mmapWeights) config['session.disable_prepacking'] = '1';
     const device = opts.device ?? defaultDevice();
     const options: ort.InferenceSession.SessionOptions = {
-      executionProviders: executionProviders(device),
+      executionProviders: executionProviders(device, opts.hostNodes ?? [], opts.gpuBufferCache),
       intraOpNumThreads: opts.threads ?? defaultThreads(),
       interOpNumThreads: 1,
       graphOptimizationLevel: opts.optimization ?? 'all',

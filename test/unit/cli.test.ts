@@ -149,6 +149,8 @@ describe('sd3 bad usage: exit 2, a message on stderr, no output file (compiled c
       fs.writeFileSync(path.join(dir, 'in.png'), testImage(16, 16).toPNG());
       return ['--image', path.join(dir, 'in.png'), '--strength', '1.5'];
     }, /--strength must be a number in \[0, 1\], got "1.5"/],
+    ['--device gpu', () => ['--device', 'gpu'], /--device must be one of cpu, webgpu; got "gpu"/],
+    ['--device webgpu with --int8', () => ['--device', 'webgpu', '--int8'], /--int8 runs on the CPU only/],
     ['--output not .png', (dir) => ['-p', 'x', '-o', path.join(dir, 'out.jpg')], /--output must end in \.png/],
     ['--output in a missing folder', (dir) => ['-p', 'x', '-o', path.join(dir, 'nope', 'out.png')], /output folder .*nope does not exist/],
   ];

@@ -43,7 +43,7 @@ test('int8 Linear through the cache file matches float32 within int8 error, and 
   assert.equal(fs.statSync(cacheFile).mtimeMs, mtime, 'reused, not rebuilt');
   const x = tensor('float32', [4, inp], gaussian(4 * inp, 5));
   const run = async (m: ReturnType<typeof build>) => {
-    const s = await Session.create('fc', m.bytes, { externalFolder: m.externalFolder!, threads: 1 });
+    const s = await Session.create('fc', m, { threads: 1 });
     const y = (await s.run({ x })).y!.data as Float32Array;
     await s.dispose();
     return y;

@@ -130,6 +130,8 @@ test("reads SD3 Medium's configuration from the real checkpoint's shapes and bui
   assert.deepEqual(built.inputs, ['x', 't', 'y', 'context']);
   assert.deepEqual(built.outputs, ['model_output']);
   assert.equal(built.externalFolder, '/nowhere');
+  // exactly the timestep embedding's sine and cosine stay on the CPU when the rest runs on a GPU
+  assert.deepEqual(built.hostNodes.map((n) => n.split('/').pop()!.replace(/_\d+$/, '')).sort(), ['Cos', 'Sin']);
 });
 
 test('rejects SD3.5 features (q/k norm, dual attention), naming the key', () => {

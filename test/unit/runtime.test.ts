@@ -25,7 +25,7 @@ test('external-data initializers inside a safetensors file run with the right nu
   // the weights are referenced, not copied: the model is far smaller than the weights would be inline
   assert.ok(!Buffer.from(built.bytes).includes(Buffer.from(new Uint8Array(w32.data.buffer))));
   assert.equal(built.externalFolder, dir);
-  const s = await Session.create('test', built.bytes, { externalFolder: built.externalFolder!, threads: 1 });
+  const s = await Session.create('test', built, { threads: 1 });
   const out = await s.run({ x: tensor('float32', [2, 2], Float32Array.from([1, 1, 0.5, -2])) });
   const got = [...(out.y!.data as Float32Array)];
   const sv = [...toFloat32(w16).data];

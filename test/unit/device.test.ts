@@ -1,0 +1,49 @@
+/**
+ * Device placement: the choices, the $SD3_DEVICE default, the provider list handed to ORT, the nodes a graph
+ * keeps on the CPU, and the int8-on-GPU refusal. (Running on a GPU is checked by scripts/gpu-check.sh on a
+ * machine that has one; CI machines have none.)
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { SD3Error } from '../../src/core/errors.js';
+import { GraphBuilder } from '../../src/onnx/builder.js';
+import { SD3Backbone } from '../../src/pipelines/backbone.js';
+import { tinyRandomWeights } from '../../src/presets/tiny-random.js';
+import { defaultDevice, executionProviders, parseDevice } from '../../src/runtime/ort.js';
+
+test('parseDevice accepts cpu and webgpu and names a bad value and the choices', () => {
+  assert.equal(parseDevice('cpu'), 'cpu');
+  assert.equal(parseDevice('webgpu'), 'webgpu');
+  assert.throws(() => parseDevice('cuda'), (e: Error) => e instanceof SD3Error && /device must be one of cpu, webgpu; got "cuda"/.test(e.message));
+});
+
+test('the default device is $SD3_DEVICE when set, else cpu; a bad $SD3_DEVICE is an error naming it', () => {
+  assert.equal(defaultDevice({}), 'cpu');
+  assert.equal(defaultDevice({ SD3_DEVICE: '' }), 'cpu');
+  assert.equal(defaultDevice({ SD3_DEVICE: 'webgpu' }), 'webgpu');
+  assert.throws(() => defaultDevice({ SD3_DEVICE: 'gpu' }), /SD3_DEVICE must be one of cpu, webgpu; got "gpu"/);
+});
+
+test('webgpu sessions list the CPU provider second and pass the host-only nodes to WebGPU', () => {
+  assert.deepEqual(executionProviders('cpu', ['Sin_1']), ['cpu']);
+  assert.deepEqual(executionProviders('webgpu'), [{ name: 'webgpu' }, 'cpu']);
+  assert.deepEqual(executionProviders('webgpu', ['Sin_1', 'Cos_2']), [{ name: 'webgpu', forceCpuNodeNames: ['Sin_1', 'Cos_2'] }, 'cpu']);
+});
+
+test('sine and cosine nodes are host-only (kept on the CPU under a GPU provider)', () => {
+  const g = new GraphBuilder('t');
+  const x = g.input('x', 'float32', [4]);
+  g.output(g.add(g.sin(x), g.cos(g.exp(x))), 'y');
+  const built = g.build();
+  assert.equal(built.hostNodes.length, 2);
+  assert.ok(built.hostNodes.some((n) => n.startsWith('Sin')) && built.hostNodes.some((n) => n.startsWith('Cos')), built.hostNodes.join());
+  assert.throws(() => g.hostOnly('nothing'), /no node produces nothing/);
+
+});
+
+test('int8 with device webgpu is refused up front, naming both', () => {
+  const { weights } = tinyRandomWeights();
+  assert.throws(() => new SD3Backbone(weights, { device: 'webgpu', dtype: 'int8' }), /dtype 'int8' runs on the CPU only; with device 'webgpu' use dtype 'float32'/);
+  assert.throws(() => new SD3Backbone(weights, { device: 'webgpu', clipDtype: 'int8' }), /int8/);
+  assert.doesNotThrow(() => new SD3Backbone(weights, { device: 'webgpu' }));
+});
