@@ -4,7 +4,7 @@
  *
  *   npm run bench:gpu-memory -- --checkpoint <path> --part vae|mmdit [--size 1024] [--cache bucket,disabled] [--vae-tile 64,16]
  */
-import { execFile, spawnSync } from 'node:child_process';
+import { execFile, spawn, spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { tensor } from '../src/core/tensor.js';
 import { openCheckpoint } from '../src/loaders/checkpoint.js';
@@ -49,14 +49,13 @@ function gpuUsedMiB(): Promise<number> {
   });
 }
 
+// nvidia-smi samples every 100 ms in its own process (polling from this event loop missed the peaks).
 let peak = 0;
-let polling = true;
-const poller = (async () => {
-  while (polling) {
-    peak = Math.max(peak, await gpuUsedMiB());
-    await new Promise((r) => setTimeout(r, 200));
-  }
-})();
+const sampler = spawn('nvidia-smi', ['--query-gpu=memory.used', '--format=csv,noheader,nounits', '-lms', '100'], { stdio: ['ignore', 'pipe', 'ignore'] });
+sampler.on('error', () => { peak = Number.NaN; });
+sampler.stdout.on('data', (chunk: Buffer) => {
+  for (const line of chunk.toString().split('\n')) if (line.trim()) peak = Math.max(peak, Number(line.trim().split('\n')[0]));
+});
 
 const size = Number(v.size);
 const cache = caches[0]!;
@@ -92,7 +91,7 @@ if (v.part === 'vae') {
   }
   await mmdit.dispose();
 }
-polling = false;
-await poller;
+await new Promise((r) => setTimeout(r, 300));
+sampler.kill();
 weights.close?.();
 console.log(JSON.stringify({ part: v.part, cache, size, vaeTile: v['vae-tile'], runSeconds, gpuBaselineMiB: baseline, gpuAfterLoadMiB: afterLoad, gpuPeakMiB: peak }));

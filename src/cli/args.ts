@@ -30,3 +30,12 @@ export function deviceArg(v: string): Device {
     throw new UsageError((e as Error).message);
   }
 }
+
+/** `--vae-tile N[,OVERLAP]`: tile size in latent cells and overlap (default a quarter of the size). */
+export function tileArg(v: string): { size: number; overlap: number } {
+  const m = /^(\d+)(?:,(\d+))?$/.exec(v);
+  const size = m ? Number(m[1]) : Number.NaN;
+  const overlap = m?.[2] !== undefined ? Number(m[2]) : Math.floor(size / 4);
+  if (!m || size < 8 || overlap >= size) throw new UsageError(`--vae-tile must be N or N,OVERLAP with N >= 8 latent cells and OVERLAP < N, got "${v}"`);
+  return { size, overlap };
+}

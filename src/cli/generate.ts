@@ -9,7 +9,7 @@ import { ImageToImage } from '../pipelines/image-to-image.js';
 import { Inpaint } from '../pipelines/inpaint.js';
 import { TextToImage } from '../pipelines/text-to-image.js';
 import { loadPreset } from '../presets/index.js';
-import { UsageError, deviceArg, intArg, numArg } from './args.js';
+import { UsageError, deviceArg, intArg, numArg, tileArg } from './args.js';
 
 const HELP = `Usage: sd3 generate -p PROMPT [options]
 
@@ -30,6 +30,8 @@ const HELP = `Usage: sd3 generate -p PROMPT [options]
       --int8                   int8 Linear weights (faster on CPUs with AMX/VNNI; cached next to the checkpoint)
       --t5                     use T5-XXL when the checkpoint has it (needs much more memory)
       --low-memory             release each model once it is no longer needed
+      --vae-tile N[,OVERLAP]   decode in tiles of N latent cells (default overlap N/4): far less memory for
+                               large images, not exactly the untiled result
       --json                   print a JSON result on stdout
   -h, --help`;
 
@@ -90,6 +92,7 @@ export async function runGenerate(argv: string[], signal: AbortSignal): Promise<
       int8: { type: 'boolean' },
       t5: { type: 'boolean' },
       'low-memory': { type: 'boolean' },
+      'vae-tile': { type: 'string' },
       json: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -121,6 +124,7 @@ export async function runGenerate(argv: string[], signal: AbortSignal): Promise<
   for (const [k, n] of [['width', width], ['height', height]] as const) {
     if (n % 16 !== 0) throw new UsageError(`--${k} must be a multiple of 16, got ${n}`);
   }
+  const vaeTile = v['vae-tile'] !== undefined ? tileArg(v['vae-tile']) : undefined;
   const outputs = outputNames(v.output ?? 'out.png', batch);
 
   const t0 = performance.now();
@@ -132,6 +136,7 @@ export async function runGenerate(argv: string[], signal: AbortSignal): Promise<
     ...(v.int8 ? { dtype: 'int8' as const } : {}),
     ...(v.t5 ? { t5: true } : {}),
     ...(v['low-memory'] ? { lowMemory: true } : {}),
+    ...(vaeTile ? { vaeTile } : {}),
     ...(loadProgress ? { onProgress: loadProgress } : {}),
     signal,
   });

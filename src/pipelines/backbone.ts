@@ -52,8 +52,8 @@ export interface BackboneOptions {
   /** 'int8' quantizes the MMDiT's Linear weights (cached next to the checkpoint). */
   readonly dtype?: 'float32' | 'int8';
   /**
-   * Let the MMDiT's worker threads spin between operators (default true: 6-10% faster steps measured on a
-   * 2-core machine; set false when the CPU is shared with other busy work).
+   * Let the MMDiT's worker threads spin between operators (default true on the CPU: 6-10% faster steps measured
+   * on a 2-core machine; set false when the CPU is shared with other busy work. Off on a GPU.)
    */
   readonly spin?: boolean;
   /**
@@ -121,7 +121,7 @@ export class SD3Backbone {
       const q = t5Quant(weights.t5!);
       return T5Encoder.load(weights.t5!, weights.t5Config ?? {}, { ...threads, ...(q.quant ? { device: 'cpu' as const } : {}), label: 'T5-XXL', ...q });
     }) : undefined;
-    this.mmdit = new Lazy(() => MMDiT.load(weights.mmdit, { ...threads, spin: options.spin ?? true, ...(int8 ? { quant: quant() } : {}) }));
+    this.mmdit = new Lazy(() => MMDiT.load(weights.mmdit, { ...threads, spin: options.spin ?? device === 'cpu', ...(int8 ? { quant: quant() } : {}) }));
     this.vae = new Lazy(() => VAE.load(weights.vae, threads));
   }
 

@@ -24,8 +24,10 @@ export interface RuntimeOptions {
   /** Where to run (default: `defaultDevice()`, i.e. $SD3_DEVICE or 'cpu'). */
   readonly device?: Device;
   /**
-   * GPU devices: how freed GPU buffers are kept for reuse (ORT's WebGPU storageBufferCacheMode). 'bucket' (ORT's
-   * default) keeps them in size classes; 'disabled' returns them at once (lower peak memory).
+   * GPU devices: how freed GPU buffers are reused (ORT's WebGPU storageBufferCacheMode). Default 'simple' (reuse
+   * at the exact same size), measured on an H100 at 1024²: VAE decode peak 32.6 GB and 1.42 s, against 56.0 GB
+   * and 1.73 s with ORT's default 'bucket' (its size classes stop below the VAE's tensors, which are then never
+   * reused within a run); MMDiT step peak 9.9 GB against 16.5 GB, and 'disabled' 34.6 GB.
    */
   readonly gpuBufferCache?: 'disabled' | 'lazyRelease' | 'simple' | 'bucket';
 }
@@ -88,7 +90,7 @@ export function executionProviders(device: Device, hostNodes: readonly string[] 
     case 'webgpu': return [{
       name: 'webgpu',
       ...(hostNodes.length ? { forceCpuNodeNames: hostNodes } : {}),
-      ...(cache ? { storageBufferCacheMode: cache } : {}),
+      storageBufferCacheMode: cache ?? 'simple',
     }, 'cpu'];
   }
 }

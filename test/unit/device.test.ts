@@ -24,10 +24,10 @@ test('the default device is $SD3_DEVICE when set, else cpu; a bad $SD3_DEVICE is
   assert.throws(() => defaultDevice({ SD3_DEVICE: 'gpu' }), /SD3_DEVICE must be one of cpu, webgpu; got "gpu"/);
 });
 
-test('webgpu sessions list the CPU provider second and pass the host-only nodes to WebGPU', () => {
+test('webgpu sessions list the CPU provider second, pass the host-only nodes to WebGPU, and reuse buffers of the same size by default', () => {
   assert.deepEqual(executionProviders('cpu', ['Sin_1']), ['cpu']);
-  assert.deepEqual(executionProviders('webgpu'), [{ name: 'webgpu' }, 'cpu']);
-  assert.deepEqual(executionProviders('webgpu', ['Sin_1', 'Cos_2']), [{ name: 'webgpu', forceCpuNodeNames: ['Sin_1', 'Cos_2'] }, 'cpu']);
+  assert.deepEqual(executionProviders('webgpu'), [{ name: 'webgpu', storageBufferCacheMode: 'simple' }, 'cpu']);
+  assert.deepEqual(executionProviders('webgpu', ['Sin_1', 'Cos_2'], 'bucket'), [{ name: 'webgpu', forceCpuNodeNames: ['Sin_1', 'Cos_2'], storageBufferCacheMode: 'bucket' }, 'cpu']);
 });
 
 test('sine and cosine nodes are host-only (kept on the CPU under a GPU provider)', () => {
