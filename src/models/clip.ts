@@ -13,7 +13,7 @@ import type { Tensor } from '../core/tensor.js';
 import type { WeightStore } from '../core/weights.js';
 import { type NN, type QuantizedLinears, hasParam, layerNorm, linear, param } from '../nn/layers.js';
 import { type BuiltModel, GraphBuilder, type Value } from '../onnx/builder.js';
-import { type RuntimeOptions, Session, runtimeOptions } from '../runtime/ort.js';
+import { type RuntimeOptions, Session, defaultHalfWeights, runtimeOptions } from '../runtime/ort.js';
 import { checkIds, checkWeightShapes, countLayers, positiveInt } from './text-encoder-checks.js';
 
 export type CLIPActivation = 'quick_gelu' | 'gelu';
@@ -224,6 +224,11 @@ export interface CLIPLoadOptions extends RuntimeOptions {
   readonly debug?: boolean;
   /** Name used in errors (e.g. "CLIP-L"). */
   readonly label?: string;
+  /**
+   * Keep the file's fp16 weights as they are and widen them to float32 per run: half the weight memory (CLIP-G
+   * 1.4 GB instead of 2.8) for about 0.5 s more per encode. Default: on for the CPU without int8.
+   */
+  readonly halfWeights?: boolean;
   /** Pre-quantized Linear weights (int8 path). */
   readonly quant?: QuantizedLinears;
 }
@@ -244,6 +249,7 @@ export class CLIPTextEncoder {
     const built = buildCLIPTextModel(store, full, { debug: opts.debug ?? false, ...(opts.quant ? { quant: opts.quant } : {}) });
     const session = await Session.create(label, built, {
       ...runtimeOptions(opts),
+      ...(opts.halfWeights ?? defaultHalfWeights(opts) ? { halfWeights: true } : {}),
     });
     return new CLIPTextEncoder(full, session, label);
   }

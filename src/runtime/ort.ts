@@ -32,6 +32,14 @@ export interface RuntimeOptions {
   readonly gpuBufferCache?: 'disabled' | 'lazyRelease' | 'simple' | 'bucket';
 }
 
+/**
+ * Whether a text encoder keeps half-precision weights resident (see SessionOptions.halfWeights): on the CPU,
+ * where its encode runs once per generation, unless its Linear weights are int8.
+ */
+export function defaultHalfWeights(o: RuntimeOptions & { quant?: unknown }): boolean {
+  return (o.device ?? defaultDevice()) === 'cpu' && !o.quant;
+}
+
 /** The runtime part of a model's load options. */
 export function runtimeOptions(o: RuntimeOptions): RuntimeOptions {
   return {
@@ -62,6 +70,13 @@ export interface SessionOptions extends RuntimeOptions {
   readonly spin?: boolean;
   /** Memory-map weights instead of prepacking them (lower memory, somewhat slower). Default false. */
   readonly mmapWeights?: boolean;
+  /**
+   * Keep half-precision weights as they are in memory and widen them to float32 as each operator runs, instead
+   * of folding the casts at load (half the weight memory, the same numbers, some time per run). The session
+   * then runs unoptimised (ORT's optimiser would fold the casts) and without the CPU arena (which would keep
+   * every widened weight).
+   */
+  readonly halfWeights?: boolean;
   /** Graph optimisation level; 'basic' folds the in-graph casts of half-precision weights. Default 'all'. */
   readonly optimization?: 'disabled' | 'basic' | 'extended' | 'all';
 }
@@ -80,6 +95,16 @@ function toOrt(t: Tensor): ort.Tensor {
   const type = ORT_TYPE[t.dtype];
   if (!type) throw new SD3Error(`the runtime cannot take ${t.dtype} tensors`);
   return new ort.Tensor(type, t.data as never, [...t.shape]);
+}
+
+/** onnxruntime-node takes config entries as nested objects ('session.x' = { session: { x } }) and joins them back. */
+function nestConfig(config: Record<string, string>): Record<string, Record<string, string>> {
+  const out: Record<string, Record<string, string>> = {};
+  for (const [key, value] of Object.entries(config)) {
+    const dot = key.indexOf('.');
+    (out[key.slice(0, dot)] ??= {})[key.slice(dot + 1)] = value;
+  }
+  return out;
 }
 
 /** ORT's provider list for a device; operators the GPU provider lacks fall back to the CPU provider. */
@@ -129,14 +154,16 @@ export class Session {
     };
     if (opts.externalFolder) config['session.model_external_initializers_file_folder_path'] = opts.externalFolder;
     if (opts.mmapWeights) config['session.disable_prepacking'] = '1';
+    if (opts.halfWeights) config['optimization.disable_specified_optimizers'] = 'ConstantFolding';
     const device = opts.device ?? defaultDevice();
     const options: ort.InferenceSession.SessionOptions = {
       executionProviders: executionProviders(device, opts.hostNodes ?? [], opts.gpuBufferCache),
       intraOpNumThreads: opts.threads ?? defaultThreads(),
       interOpNumThreads: 1,
-      graphOptimizationLevel: opts.optimization ?? 'all',
-      enableCpuMemArena: true,
-      extra: { session: { ...Object.fromEntries(Object.entries(config).map(([k, v]) => [k.replace(/^session\./, ''), v])) } },
+      graphOptimizationLevel: opts.halfWeights ? 'disabled' : (opts.optimization ?? 'all'),
+      // Without the arena, each run's widened weights are freed as soon as used rather than kept by the arena.
+      enableCpuMemArena: !opts.halfWeights,
+      extra: nestConfig(config),
       ...(opts.profilePrefix ? { enableProfiling: true, profileFilePrefix: opts.profilePrefix } : {}),
     };
     try {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { type Tensor, tensor } from '../../src/core/tensor.js';
-import { MemoryStore } from '../../src/core/weights.js';
+import { type Tensor, float32ToHalf, tensor } from '../../src/core/tensor.js';
+import { MemoryStore, readWeightFloat32 } from '../../src/core/weights.js';
 import { CLIP_G_CONFIG, CLIP_L_CONFIG, CLIPTextEncoder, type CLIPTextConfig, clipConfigFromHF, inferCLIPTextConfig } from '../../src/models/clip.js';
 import { random, shapeStore } from '../helpers/stores.js';
 
@@ -141,4 +141,21 @@ test('bad ids are rejected before the runtime', async () => {
 test('a missing needed weight fails at load, naming it', async () => {
   await assert.rejects(CLIPTextEncoder.load(tinyStore(false, 'text_model.final_layer_norm.bias'), TINY_OVERRIDES, { threads: 1 }),
     /missing weight "text_model.final_layer_norm.bias"/);
+});
+
+test('half-precision weights kept resident (the CPU default) give the float32-folded results', async () => {
+  // The same fp16 weights, widened per run (halfWeights) or once at load (folded casts, optimised session).
+  const f32 = tinyStore(true);
+  const map = new Map<string, Tensor>();
+  for (const [name, shape] of clipShapes(TINY, true)) map.set(name, float32ToHalf(tensor('float32', shape, readWeightFloat32(f32.get(name))), 'float16'));
+  const store = new MemoryStore(map);
+  const input = ids([[49406 % 100, 5, 6, 7, 99]]);
+  const half = await CLIPTextEncoder.load(store, TINY_OVERRIDES, { threads: 1, halfWeights: true });
+  const folded = await CLIPTextEncoder.load(store, TINY_OVERRIDES, { threads: 1, halfWeights: false });
+  const [a, b] = [await half.encode(input), await folded.encode(input)];
+  for (const k of ['penultimate', 'last', 'pooled'] as const) {
+    const scale = b[k].data.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+    assert.ok(maxDiff(a[k].data, b[k].data) <= 1e-5 * scale, `${k}: ${maxDiff(a[k].data, b[k].data)} of ${scale}`);
+  }
+  await Promise.all([half.dispose(), folded.dispose()]);
 });
