@@ -57,11 +57,12 @@ export interface BackboneOptions {
    */
   readonly spin?: boolean;
   /**
-   * CLIP encoders' precision (default 'float32'). 'int8' saves about 2 GB but per-tensor int8 activations lose
-   * much of CLIP's residual stream (16-21% relative RMS on the tiny fixtures): opt in only to fit a tight budget.
+   * CLIP encoders' precision (default 'float32', with the file's fp16 weights kept resident on the CPU: 1.6 GB).
+   * 'int8' saves about 0.4 GB more but per-tensor int8 activations lose much of CLIP's residual stream (16-21%
+   * relative RMS on the tiny fixtures): opt in only to fit a very tight budget.
    */
   readonly clipDtype?: 'float32' | 'int8';
-  /** T5-XXL precision when the weights are on disk: 'int8' (default, 4.8 GB) or 'float32' (19 GB). */
+  /** T5-XXL precision when the weights are on disk: 'int8' (default, 4.8 GB) or 'float32' (fp16 weights resident on the CPU: 9.5 GB). */
   readonly t5Dtype?: 'float32' | 'int8';
   /** Decode in overlapping tiles of this many latent cells (off by default). */
   readonly vaeTile?: { readonly size: number; readonly overlap: number };
