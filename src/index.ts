@@ -10,7 +10,7 @@ export type { StepInfo, Conditioning, PromptEmbedding } from './pipelines/denois
 export { loadPreset, PRESETS, type PresetOptions, type LoadedPreset } from './presets/index.js';
 export { openCheckpoint, openDiffusers } from './loaders/checkpoint.js';
 export { RGBImage, readImage, decodeImage, readPNGText } from './image/image.js';
-export { type Device, DEVICES } from './runtime/ort.js';
+export { type Device, type DeviceChoice, DEVICES, resolveDevice } from './runtime/ort.js';
 export { SD3Error, AbortError, FileFormatError } from './core/errors.js';
 export { type Tensor, type DType, tensor } from './core/tensor.js';
 export { SafetensorsFile, writeSafetensors } from './core/safetensors.js';

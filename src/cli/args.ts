@@ -1,6 +1,6 @@
 /** Small helpers for typed command-line values. */
 import { SD3Error } from '../core/errors.js';
-import { type Device, parseDevice } from '../runtime/ort.js';
+import { type DeviceChoice, parseDevice } from '../runtime/ort.js';
 
 export class UsageError extends SD3Error {
   constructor(message: string) {
@@ -23,7 +23,7 @@ export function numArg(name: string, v: string | undefined, check: (n: number) =
   return n;
 }
 
-export function deviceArg(v: string): Device {
+export function deviceArg(v: string): DeviceChoice {
   try {
     return parseDevice(v, '--device');
   } catch (e) {

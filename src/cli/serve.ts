@@ -125,7 +125,7 @@ export async function runServe(argv: string[], signal: AbortSignal): Promise<num
     },
   });
   if (v.help) {
-    console.log('Usage: sd3 serve [-m MODEL] [--port 7860] [--host 127.0.0.1] [--width N --height N] [--threads N] [--device cpu|webgpu] [--int8]');
+    console.log('Usage: sd3 serve [-m MODEL] [--port 7860] [--host 127.0.0.1] [--width N --height N] [--threads N] [--device cpu|webgpu|auto] [--int8]');
     return 0;
   }
   const port = intArg('port', v.port, 0, 7860)!;

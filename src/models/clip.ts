@@ -13,7 +13,7 @@ import type { Tensor } from '../core/tensor.js';
 import type { WeightStore } from '../core/weights.js';
 import { type NN, type QuantizedLinears, hasParam, layerNorm, linear, param } from '../nn/layers.js';
 import { type BuiltModel, GraphBuilder, type Value } from '../onnx/builder.js';
-import { type RuntimeOptions, Session, defaultHalfWeights, runtimeOptions } from '../runtime/ort.js';
+import { type RuntimeOptions, Session, runtimeOptions } from '../runtime/ort.js';
 import { checkIds, checkWeightShapes, countLayers, positiveInt } from './text-encoder-checks.js';
 
 export type CLIPActivation = 'quick_gelu' | 'gelu';
@@ -249,7 +249,7 @@ export class CLIPTextEncoder {
     const built = buildCLIPTextModel(store, full, { debug: opts.debug ?? false, ...(opts.quant ? { quant: opts.quant } : {}) });
     const session = await Session.create(label, built, {
       ...runtimeOptions(opts),
-      ...(opts.halfWeights ?? defaultHalfWeights(opts) ? { halfWeights: true } : {}),
+      halfWeights: opts.halfWeights ?? (opts.quant ? false : 'on-cpu'),
     });
     return new CLIPTextEncoder(full, session, label);
   }

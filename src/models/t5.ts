@@ -14,7 +14,7 @@ import { type Tensor, tensor } from '../core/tensor.js';
 import type { WeightStore } from '../core/weights.js';
 import { type NN, type QuantizedLinears, linear, param } from '../nn/layers.js';
 import { type BuiltModel, GraphBuilder, type Value } from '../onnx/builder.js';
-import { type RuntimeOptions, Session, defaultHalfWeights, runtimeOptions } from '../runtime/ort.js';
+import { type RuntimeOptions, Session, runtimeOptions } from '../runtime/ort.js';
 import { checkIds, checkWeightShapes, countLayers, positiveInt } from './text-encoder-checks.js';
 
 export interface T5Config {
@@ -223,7 +223,7 @@ export class T5Encoder {
     const built = buildT5EncoderModel(store, full, { debug: opts.debug ?? false, ...(opts.quant ? { quant: opts.quant } : {}) });
     const session = await Session.create(label, built, {
       ...runtimeOptions(opts),
-      ...(opts.halfWeights ?? defaultHalfWeights(opts) ? { halfWeights: true } : {}),
+      halfWeights: opts.halfWeights ?? (opts.quant ? false : 'on-cpu'),
     });
     return new T5Encoder(full, session, label);
   }

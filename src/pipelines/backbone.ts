@@ -14,7 +14,7 @@ import { LinearRecorder } from '../quant/int8.js';
 import { type T5Config, T5Encoder, buildT5EncoderModel, inferT5Config } from '../models/t5.js';
 import { VAE, fromModelSpace, samplePosterior, toModelSpace } from '../models/vae.js';
 import type { QuantizedLinears } from '../nn/layers.js';
-import { type Device, defaultDevice } from '../runtime/ort.js';
+import { type DeviceChoice, defaultDevice } from '../runtime/ort.js';
 import { addNoise } from '../sampler/flow-match.js';
 import { batchNoise } from '../sampler/noise.js';
 import { type PromptEmbedding, type SampleOptions, sampleLatents } from './denoise.js';
@@ -43,17 +43,17 @@ export interface BackboneOptions {
   /** CPU threads per operator (default: every core). */
   readonly threads?: number;
   /**
-   * Where the models run: 'cpu' (default, or $SD3_DEVICE) or 'webgpu' (the GPU through onnxruntime-node's
-   * bundled WebGPU provider; float32 only).
+   * Where the models run: 'cpu' (default, or $SD3_DEVICE), 'webgpu' (the GPU through onnxruntime-node's
+   * bundled WebGPU provider; float32 only) or 'auto' (the GPU when one is found, else the CPU).
    */
-  readonly device?: Device;
+  readonly device?: DeviceChoice;
   /** Release each model as soon as a generation no longer needs it (slower repeated runs, lower peak memory). */
   readonly lowMemory?: boolean;
   /** 'int8' quantizes the MMDiT's Linear weights (cached next to the checkpoint). */
   readonly dtype?: 'float32' | 'int8';
   /**
    * Let the MMDiT's worker threads spin between operators (default true on the CPU: 6-10% faster steps measured
-   * on a 2-core machine; set false when the CPU is shared with other busy work. Off on a GPU.)
+   * on a 2-core machine; set false when the CPU is shared with other busy work). Never on a GPU.
    */
   readonly spin?: boolean;
   /**
@@ -96,15 +96,17 @@ export class SD3Backbone {
 
   constructor(readonly weights: SD3Weights, readonly options: BackboneOptions = {}) {
     this.mmditConfig = inferMMDiTConfig(weights.mmdit);
-    const device = options.device ?? defaultDevice();
-    // Every model gets the same placement and thread count.
-    const threads = { ...(options.threads !== undefined ? { threads: options.threads } : {}), device };
+    const choice = options.device ?? defaultDevice();
     const int8 = options.dtype === 'int8';
-    if (device !== 'cpu' && (int8 || options.clipDtype === 'int8')) {
+    const anyInt8 = int8 || options.clipDtype === 'int8';
+    if (choice === 'webgpu' && anyInt8) {
       // ORT's int8 matrix multiply (DynamicQuantizeMatMul) exists only on the CPU provider: on a GPU every Linear
       // would round-trip through host memory.
-      throw new SD3Error(`dtype 'int8' runs on the CPU only; with device '${device}' use dtype 'float32'`);
+      throw new SD3Error(`dtype 'int8' runs on the CPU only; with device '${choice}' use dtype 'float32'`);
     }
+    // Every model gets the same placement and thread count ('auto' with int8 means the CPU).
+    const device: DeviceChoice = choice === 'auto' && anyInt8 ? 'cpu' : choice;
+    const threads = { ...(options.threads !== undefined ? { threads: options.threads } : {}), device };
     const quant = (): QuantizedLinears => {
       if (!weights.quantize) throw new SD3Error(`int8 mode needs weights on disk (${weights.label} has none)`);
       return weights.quantize('mmdit', mmditLinearNames(weights.mmdit));
@@ -122,7 +124,7 @@ export class SD3Backbone {
       const q = t5Quant(weights.t5!);
       return T5Encoder.load(weights.t5!, weights.t5Config ?? {}, { ...threads, ...(q.quant ? { device: 'cpu' as const } : {}), label: 'T5-XXL', ...q });
     }) : undefined;
-    this.mmdit = new Lazy(() => MMDiT.load(weights.mmdit, { ...threads, spin: options.spin ?? device === 'cpu', ...(int8 ? { quant: quant() } : {}) }));
+    this.mmdit = new Lazy(() => MMDiT.load(weights.mmdit, { ...threads, spin: options.spin ?? true, ...(int8 ? { quant: quant() } : {}) }));
     this.vae = new Lazy(() => VAE.load(weights.vae, threads));
   }
 

@@ -8,21 +8,23 @@ import * as os from 'node:os';
 import * as ort from 'onnxruntime-node';
 import { SD3Error } from '../core/errors.js';
 import { type DType, type Tensor, tensor } from '../core/tensor.js';
-import type { BuiltModel } from '../onnx/builder.js';
+import { type BuiltModel, GraphBuilder } from '../onnx/builder.js';
 
 /**
  * Where a model runs. 'cpu' is ORT's CPU provider; 'webgpu' is the WebGPU provider bundled in onnxruntime-node
  * (Dawn over Vulkan on Linux, D3D12 on Windows, Metal on macOS), with operators it lacks falling back to the CPU.
  */
 export type Device = 'cpu' | 'webgpu';
-export const DEVICES: readonly Device[] = ['cpu', 'webgpu'];
+/** A device, or 'auto': the GPU when a WebGPU adapter is found in this process, else the CPU. */
+export type DeviceChoice = Device | 'auto';
+export const DEVICES: readonly DeviceChoice[] = ['cpu', 'webgpu', 'auto'];
 
 /** What every model's load options share: the runtime's placement and threads. */
 export interface RuntimeOptions {
   /** Threads for one CPU operator (default: the number of cores). */
   readonly threads?: number;
   /** Where to run (default: `defaultDevice()`, i.e. $SD3_DEVICE or 'cpu'). */
-  readonly device?: Device;
+  readonly device?: DeviceChoice;
   /**
    * GPU devices: how freed GPU buffers are reused (ORT's WebGPU storageBufferCacheMode). Default 'simple' (reuse
    * at the exact same size), measured on an H100 at 1024²: VAE decode peak 32.6 GB and 1.42 s, against 56.0 GB
@@ -30,14 +32,6 @@ export interface RuntimeOptions {
    * reused within a run); MMDiT step peak 9.9 GB against 16.5 GB, and 'disabled' 34.6 GB.
    */
   readonly gpuBufferCache?: 'disabled' | 'lazyRelease' | 'simple' | 'bucket';
-}
-
-/**
- * Whether a text encoder keeps half-precision weights resident (see SessionOptions.halfWeights): on the CPU,
- * where its encode runs once per generation, unless its Linear weights are int8.
- */
-export function defaultHalfWeights(o: RuntimeOptions & { quant?: unknown }): boolean {
-  return (o.device ?? defaultDevice()) === 'cpu' && !o.quant;
 }
 
 /** The runtime part of a model's load options. */
@@ -50,15 +44,39 @@ export function runtimeOptions(o: RuntimeOptions): RuntimeOptions {
 }
 
 /** Checks a device name from user input; throws an SD3Error naming it and the choices. */
-export function parseDevice(name: string, what = 'device'): Device {
-  if ((DEVICES as readonly string[]).includes(name)) return name as Device;
+export function parseDevice(name: string, what = 'device'): DeviceChoice {
+  if ((DEVICES as readonly string[]).includes(name)) return name as DeviceChoice;
   throw new SD3Error(`${what} must be one of ${DEVICES.join(', ')}; got ${JSON.stringify(name)}`);
 }
 
 /** The device used when none is given: $SD3_DEVICE when set (e.g. to run the parity suite on a GPU), else 'cpu'. */
-export function defaultDevice(env: NodeJS.ProcessEnv = process.env): Device {
+export function defaultDevice(env: NodeJS.ProcessEnv = process.env): DeviceChoice {
   const v = env.SD3_DEVICE;
   return v === undefined || v === '' ? 'cpu' : parseDevice(v, 'SD3_DEVICE');
+}
+
+let webgpuProbe: Promise<boolean> | undefined;
+
+/** Whether ORT's WebGPU provider finds a GPU adapter here (asked once per process with a one-node model). */
+export function webgpuAvailable(): Promise<boolean> {
+  webgpuProbe ??= (async () => {
+    const g = new GraphBuilder('probe');
+    g.output(g.add(g.input('x', 'float32', [1]), g.input('y', 'float32', [1])), 'z');
+    try {
+      const s = await ort.InferenceSession.create(g.build().bytes, { executionProviders: [{ name: 'webgpu' }] });
+      await s.release();
+      return true;
+    } catch {
+      return false;
+    }
+  })();
+  return webgpuProbe;
+}
+
+/** The device a choice stands for here ('auto' probes for a GPU once). */
+export async function resolveDevice(choice: DeviceChoice = defaultDevice()): Promise<Device> {
+  if (choice !== 'auto') return choice;
+  return (await webgpuAvailable()) ? 'webgpu' : 'cpu';
 }
 
 export interface SessionOptions extends RuntimeOptions {
@@ -66,7 +84,7 @@ export interface SessionOptions extends RuntimeOptions {
   readonly externalFolder?: string;
   /** Write ORT's JSON profile with this file-name prefix. */
   readonly profilePrefix?: string;
-  /** Keep worker threads spinning between ops (faster on an otherwise idle machine). Default false. */
+  /** Keep worker threads spinning between ops (faster on an otherwise idle machine). Default false; CPU only. */
   readonly spin?: boolean;
   /** Memory-map weights instead of prepacking them (lower memory, somewhat slower). Default false. */
   readonly mmapWeights?: boolean;
@@ -74,9 +92,9 @@ export interface SessionOptions extends RuntimeOptions {
    * Keep half-precision weights as they are in memory and widen them to float32 as each operator runs, instead
    * of folding the casts at load (half the weight memory, the same numbers, some time per run). The session
    * then runs unoptimised (ORT's optimiser would fold the casts) and without the CPU arena (which would keep
-   * every widened weight).
+   * every widened weight). 'on-cpu': only when the session runs on the CPU.
    */
-  readonly halfWeights?: boolean;
+  readonly halfWeights?: boolean | 'on-cpu';
   /** Graph optimisation level; 'basic' folds the in-graph casts of half-precision weights. Default 'all'. */
   readonly optimization?: 'disabled' | 'basic' | 'extended' | 'all';
 }
@@ -149,20 +167,23 @@ export class Session {
   }
 
   private static async fromBytes(label: string, model: Uint8Array, opts: SessionOptions & { hostNodes?: readonly string[] } = {}): Promise<Session> {
+    const device = await resolveDevice(opts.device);
+    const onCpu = device === 'cpu';
+    const halfWeights = opts.halfWeights === 'on-cpu' ? onCpu : (opts.halfWeights ?? false);
     const config: Record<string, string> = {
-      'session.intra_op.allow_spinning': opts.spin ? '1' : '0',
+      // Spinning only helps CPU operators waiting on each other; with a GPU it would just burn a core.
+      'session.intra_op.allow_spinning': opts.spin && onCpu ? '1' : '0',
     };
     if (opts.externalFolder) config['session.model_external_initializers_file_folder_path'] = opts.externalFolder;
     if (opts.mmapWeights) config['session.disable_prepacking'] = '1';
-    if (opts.halfWeights) config['optimization.disable_specified_optimizers'] = 'ConstantFolding';
-    const device = opts.device ?? defaultDevice();
     const options: ort.InferenceSession.SessionOptions = {
       executionProviders: executionProviders(device, opts.hostNodes ?? [], opts.gpuBufferCache),
       intraOpNumThreads: opts.threads ?? defaultThreads(),
       interOpNumThreads: 1,
-      graphOptimizationLevel: opts.halfWeights ? 'disabled' : (opts.optimization ?? 'all'),
+      // Unoptimised keeps ORT from folding the casts of resident half-precision weights.
+      graphOptimizationLevel: halfWeights ? 'disabled' : (opts.optimization ?? 'all'),
       // Without the arena, each run's widened weights are freed as soon as used rather than kept by the arena.
-      enableCpuMemArena: !opts.halfWeights,
+      enableCpuMemArena: !halfWeights,
       extra: nestConfig(config),
       ...(opts.profilePrefix ? { enableProfiling: true, profileFilePrefix: opts.profilePrefix } : {}),
     };

@@ -149,7 +149,7 @@ describe('sd3 bad usage: exit 2, a message on stderr, no output file (compiled c
       fs.writeFileSync(path.join(dir, 'in.png'), testImage(16, 16).toPNG());
       return ['--image', path.join(dir, 'in.png'), '--strength', '1.5'];
     }, /--strength must be a number in \[0, 1\], got "1.5"/],
-    ['--device gpu', () => ['--device', 'gpu'], /--device must be one of cpu, webgpu; got "gpu"/],
+    ['--device gpu', () => ['--device', 'gpu'], /--device must be one of cpu, webgpu, auto; got "gpu"/],
     ['--device webgpu with --int8', () => ['--device', 'webgpu', '--int8'], /--int8 runs on the CPU only/],
     ['--vae-tile 64,64', () => ['--vae-tile', '64,64'], /--vae-tile must be N or N,OVERLAP with N >= 8 latent cells and OVERLAP < N, got "64,64"/],
     ['--output not .png', (dir) => ['-p', 'x', '-o', path.join(dir, 'out.jpg')], /--output must end in \.png/],

@@ -9,19 +9,29 @@ import { SD3Error } from '../../src/core/errors.js';
 import { GraphBuilder } from '../../src/onnx/builder.js';
 import { SD3Backbone } from '../../src/pipelines/backbone.js';
 import { tinyRandomWeights } from '../../src/presets/tiny-random.js';
-import { defaultDevice, executionProviders, parseDevice } from '../../src/runtime/ort.js';
+import { defaultDevice, executionProviders, parseDevice, resolveDevice, webgpuAvailable } from '../../src/runtime/ort.js';
 
-test('parseDevice accepts cpu and webgpu and names a bad value and the choices', () => {
+test('parseDevice accepts cpu, webgpu and auto and names a bad value and the choices', () => {
   assert.equal(parseDevice('cpu'), 'cpu');
   assert.equal(parseDevice('webgpu'), 'webgpu');
-  assert.throws(() => parseDevice('cuda'), (e: Error) => e instanceof SD3Error && /device must be one of cpu, webgpu; got "cuda"/.test(e.message));
+  assert.equal(parseDevice('auto'), 'auto');
+  assert.throws(() => parseDevice('cuda'), (e: Error) => e instanceof SD3Error && /device must be one of cpu, webgpu, auto; got "cuda"/.test(e.message));
+});
+
+test("'auto' is the GPU exactly when ORT's WebGPU provider finds an adapter, asked once", async () => {
+  const found = await webgpuAvailable();
+  assert.equal(await resolveDevice('auto'), found ? 'webgpu' : 'cpu');
+  assert.equal(webgpuAvailable(), webgpuAvailable(), 'the probe runs once per process');
+  assert.equal(await resolveDevice('cpu'), 'cpu');
+  assert.equal(await resolveDevice('webgpu'), 'webgpu');
 });
 
 test('the default device is $SD3_DEVICE when set, else cpu; a bad $SD3_DEVICE is an error naming it', () => {
   assert.equal(defaultDevice({}), 'cpu');
   assert.equal(defaultDevice({ SD3_DEVICE: '' }), 'cpu');
   assert.equal(defaultDevice({ SD3_DEVICE: 'webgpu' }), 'webgpu');
-  assert.throws(() => defaultDevice({ SD3_DEVICE: 'gpu' }), /SD3_DEVICE must be one of cpu, webgpu; got "gpu"/);
+  assert.equal(defaultDevice({ SD3_DEVICE: 'auto' }), 'auto');
+  assert.throws(() => defaultDevice({ SD3_DEVICE: 'gpu' }), /SD3_DEVICE must be one of cpu, webgpu, auto; got "gpu"/);
 });
 
 test('webgpu sessions list the CPU provider second, pass the host-only nodes to WebGPU, and reuse buffers of the same size by default', () => {
@@ -46,4 +56,5 @@ test('int8 with device webgpu is refused up front, naming both', () => {
   assert.throws(() => new SD3Backbone(weights, { device: 'webgpu', dtype: 'int8' }), /dtype 'int8' runs on the CPU only; with device 'webgpu' use dtype 'float32'/);
   assert.throws(() => new SD3Backbone(weights, { device: 'webgpu', clipDtype: 'int8' }), /int8/);
   assert.doesNotThrow(() => new SD3Backbone(weights, { device: 'webgpu' }));
+  assert.doesNotThrow(() => new SD3Backbone(weights, { device: 'auto', dtype: 'int8' }), "'auto' with int8 is the CPU");
 });
