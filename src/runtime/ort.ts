@@ -125,6 +125,13 @@ function nestConfig(config: Record<string, string>): Record<string, Record<strin
   return out;
 }
 
+/** What to try when a GPU run fails for lack of memory (the untiled VAE decode is the largest user). */
+export function gpuMemoryHint(message: string): string {
+  return /out of memory|\boom\b|allocat/i.test(message)
+    ? ' (the GPU ran out of memory: decode large images in tiles with vaeTile / --vae-tile 64, or set lowMemory / --low-memory so the MMDiT is released before decoding)'
+    : '';
+}
+
 /** ORT's provider list for a device; operators the GPU provider lacks fall back to the CPU provider. */
 export function executionProviders(device: Device, hostNodes: readonly string[] = [], cache?: RuntimeOptions['gpuBufferCache']): ort.InferenceSession.ExecutionProviderConfig[] {
   switch (device) {
@@ -155,7 +162,7 @@ function fromOrt(t: ort.Tensor): Tensor {
 /** A loaded model. */
 export class Session {
   private disposed = false;
-  private constructor(private readonly inner: ort.InferenceSession, readonly label: string) {}
+  private constructor(private readonly inner: ort.InferenceSession, readonly label: string, readonly device: Device) {}
 
   /** A session for a model built in TypeScript (its external-data folder and CPU-only nodes come with it). */
   static async create(label: string, model: BuiltModel, opts: SessionOptions = {}): Promise<Session> {
@@ -189,7 +196,7 @@ export class Session {
     };
     try {
       const inner = await ort.InferenceSession.create(model, options);
-      return new Session(inner, label);
+      return new Session(inner, label, device);
     } catch (e) {
       const msg = (e as Error).message.trim();
       if (device !== 'cpu' && /adapter|device|webgpu|dawn|vulkan/i.test(msg)) {
@@ -210,7 +217,8 @@ export class Session {
     try {
       res = outputs ? await this.inner.run(ortFeeds, [...outputs]) : await this.inner.run(ortFeeds);
     } catch (e) {
-      throw new SD3Error(`model ${this.label} failed to run: ${(e as Error).message}`, { cause: e });
+      const msg = (e as Error).message.trim();
+      throw new SD3Error(`model ${this.label} failed to run: ${msg}${this.device !== 'cpu' ? gpuMemoryHint(msg) : ''}`, { cause: e });
     }
     const out: Record<string, Tensor> = {};
     for (const [k, v] of Object.entries(res)) out[k] = fromOrt(v as ort.Tensor);

@@ -9,7 +9,7 @@ import { SD3Error } from '../../src/core/errors.js';
 import { GraphBuilder } from '../../src/onnx/builder.js';
 import { SD3Backbone } from '../../src/pipelines/backbone.js';
 import { tinyRandomWeights } from '../../src/presets/tiny-random.js';
-import { defaultDevice, executionProviders, parseDevice, resolveDevice, webgpuAvailable } from '../../src/runtime/ort.js';
+import { defaultDevice, executionProviders, gpuMemoryHint, parseDevice, resolveDevice, webgpuAvailable } from '../../src/runtime/ort.js';
 
 test('parseDevice accepts cpu, webgpu and auto and names a bad value and the choices', () => {
   assert.equal(parseDevice('cpu'), 'cpu');
@@ -57,4 +57,10 @@ test('int8 with device webgpu is refused up front, naming both', () => {
   assert.throws(() => new SD3Backbone(weights, { device: 'webgpu', clipDtype: 'int8' }), /int8/);
   assert.doesNotThrow(() => new SD3Backbone(weights, { device: 'webgpu' }));
   assert.doesNotThrow(() => new SD3Backbone(weights, { device: 'auto', dtype: 'int8' }), "'auto' with int8 is the CPU");
+});
+
+test('a GPU run that fails for memory says what to do; other failures get no hint', () => {
+  assert.match(gpuMemoryHint('WebGPU device error(1): Out of memory while creating buffer'), /--vae-tile 64.*--low-memory/);
+  assert.match(gpuMemoryHint('failed to allocate buffer of 2147483648 bytes'), /ran out of memory/);
+  assert.equal(gpuMemoryHint('shape mismatch at node Add_3'), '');
 });
