@@ -47,6 +47,12 @@ export interface SampleOptions {
   readonly start: number;
   readonly cond: Conditioning;
   readonly guidanceScale: number;
+  /**
+   * Run the negative pass and combine even when guidanceScale <= 1, as Stability's reference sampler does
+   * (neg + (pos - neg) * scale: 0 gives the negative prediction). Default false: KerasHub and diffusers treat a
+   * scale <= 1 as "no guidance" and run the positive pass alone.
+   */
+  readonly alwaysGuide?: boolean;
   /** Inpainting: per-latent-pixel mask [B, 1, H, W] flattened, 1 = repaint, 0 = keep `init`. */
   readonly mask?: Float32Array;
   readonly onStep?: (info: StepInfo) => void;
@@ -75,8 +81,8 @@ export async function sampleLatents(o: SampleOptions): Promise<Float32Array> {
   if (o.mask && o.mask.length !== B * H * W) throw new SD3Error(`mask has ${o.mask.length} values, expected ${B * H * W}`);
   if (o.mask && !o.init) throw new SD3Error('inpainting needs an image latent');
   const steps = o.sigmas.length - 1;
-  const cfg = o.guidanceScale > 1;
-  if (cfg && !o.cond.negative) throw new SD3Error('guidance > 1 needs negative conditioning');
+  const cfg = o.guidanceScale > 1 || (o.alwaysGuide ?? false);
+  if (cfg && !o.cond.negative) throw new SD3Error(`guidance ${o.guidanceScale} needs negative conditioning`);
   const rows = o.cond.positive.context.shape[0];
   if (rows !== B) throw new SD3Error(`conditioning has ${rows} prompts for ${B} latents`);
   const context = cfg ? concatRows(o.cond.positive.context, o.cond.negative!.context) : o.cond.positive.context;

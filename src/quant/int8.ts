@@ -92,7 +92,8 @@ export function openInt8Cache(store: WeightStore, linearNames: readonly string[]
   if (!first) throw new SD3Error(`int8 mode needs weights on disk for ${component}`);
   const file = opts.file ?? `${first.replace(/\.safetensors$/, '')}.${component}.int8.safetensors`;
   const stamp = sourceStamp(refs);
-  let cache = tryOpen(file, stamp);
+  const wanted = refs.map((r) => `${r.name}.q`);
+  let cache = tryOpen(file, stamp, wanted);
   if (!cache) {
     let done = 0;
     try {
@@ -109,17 +110,18 @@ export function openInt8Cache(store: WeightStore, linearNames: readonly string[]
     } catch (e) {
       throw new SD3Error(`could not write the int8 cache ${file} (the folder must be writable; it sits next to the checkpoint): ${(e as Error).message}`, { cause: e });
     }
-    cache = tryOpen(file, stamp);
+    cache = tryOpen(file, stamp, wanted);
     if (!cache) throw new SD3Error(`int8 cache ${file} could not be read back after writing`);
   }
   return new CachedLinears(new SafetensorsStore([cache], withPrefix(''), file), new Set(refs.map((r) => r.name)));
 }
 
-function tryOpen(file: string, stamp: string): SafetensorsFile | undefined {
+/** The cache when it was made from these source files and holds every wanted tensor (else it is rebuilt). */
+function tryOpen(file: string, stamp: string, wanted: readonly string[]): SafetensorsFile | undefined {
   if (!fs.existsSync(file)) return undefined;
   try {
     const f = SafetensorsFile.open(file);
-    if (f.metadata.sd3ts_int8_source === stamp) return f;
+    if (f.metadata.sd3ts_int8_source === stamp && wanted.every((n) => f.has(n))) return f;
     f.close();
   } catch {
     // a corrupt cache is rebuilt

@@ -1,0 +1,2 @@
+class Image: pass
+def fromarray(*a, **k): raise NotImplementedError

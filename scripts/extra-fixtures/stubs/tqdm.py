@@ -1,0 +1,1 @@
+def tqdm(it, *a, **k): return it
