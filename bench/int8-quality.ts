@@ -13,9 +13,9 @@ import { type Tensor, tensor } from '../src/core/tensor.js';
 import { SafetensorsStore, type WeightStore, withPrefix } from '../src/core/weights.js';
 import { openCheckpoint } from '../src/loaders/checkpoint.js';
 import { CLIPTextEncoder, buildCLIPTextModel, clipConfigFromHF, inferCLIPTextConfig } from '../src/models/clip.js';
-import { MMDiT, buildMMDiTGraph, inferMMDiTConfig } from '../src/models/mmdit.js';
-import { GraphBuilder } from '../src/onnx/builder.js';
+import { MMDiT } from '../src/models/mmdit.js';
 import { sampleLatents } from '../src/pipelines/denoise.js';
+import { mmditInt8LinearNames } from '../src/pipelines/backbone.js';
 import { LinearRecorder, openInt8Cache } from '../src/quant/int8.js';
 import { sigmaSchedule, startIndex } from '../src/sampler/flow-match.js';
 import { gaussian } from '../src/sampler/noise.js';
@@ -36,9 +36,7 @@ function errors(a: Float32Array, b: Float32Array): { maxRel: number; rmsRel: num
 const fmt = (e: { maxRel: number; rmsRel: number }) => `max |diff| / max |ref| ${e.maxRel.toExponential(2)}, relative RMS ${e.rmsRel.toExponential(2)}`;
 
 async function loadBoth(store: WeightStore): Promise<[MMDiT, MMDiT]> {
-  const rec = new LinearRecorder();
-  buildMMDiTGraph({ g: new GraphBuilder('r'), w: store, quant: rec }, inferMMDiTConfig(store));
-  const quant = openInt8Cache(store, rec.names, 'mmdit');
+  const quant = openInt8Cache(store, mmditInt8LinearNames(store), 'mmdit');
   return [await MMDiT.load(store), await MMDiT.load(store, { quant })];
 }
 
@@ -107,9 +105,7 @@ if (v.checkpoint) {
   const ctx = tensor('float32', [1, 154, 4096], gaussian(154 * 4096, 12));
   const y = tensor('float32', [1, 2048], gaussian(2048, 13));
   const run = async (quantized: boolean) => {
-    const rec = new LinearRecorder();
-    buildMMDiTGraph({ g: new GraphBuilder('r'), w: weights.mmdit, quant: rec }, inferMMDiTConfig(weights.mmdit));
-    const m = await MMDiT.load(weights.mmdit, quantized ? { quant: weights.quantize!('mmdit', rec.names) } : {});
+    const m = await MMDiT.load(weights.mmdit, quantized ? { quant: weights.quantize!('mmdit', mmditInt8LinearNames(weights.mmdit)) } : {});
     const out = await sampleLatents({ model: m, shape: [1, 16, h, h], noise, sigmas: sigmaSchedule(steps, 3), start: 0, cond: { positive: { context: ctx, y } }, guidanceScale: 1 });
     await m.dispose();
     return out;

@@ -15,9 +15,9 @@ import { tensor } from '../src/core/tensor.js';
 import { openCheckpoint } from '../src/loaders/checkpoint.js';
 import { CLIPTextEncoder, buildCLIPTextModel, inferCLIPTextConfig } from '../src/models/clip.js';
 import { sd3Conditioning } from '../src/models/conditioning.js';
-import { MMDiT, buildMMDiTGraph, inferMMDiTConfig } from '../src/models/mmdit.js';
+import { MMDiT } from '../src/models/mmdit.js';
 import { VAE, fromModelSpace } from '../src/models/vae.js';
-import { GraphBuilder } from '../src/onnx/builder.js';
+import { mmditInt8LinearNames } from '../src/pipelines/backbone.js';
 import { LinearRecorder } from '../src/quant/int8.js';
 import { parseDevice } from '../src/runtime/ort.js';
 import { gaussian } from '../src/sampler/noise.js';
@@ -102,9 +102,7 @@ load.clipG = secs(t0);
 t0 = performance.now();
 let quant;
 if (mode === 'int8') {
-  const rec = new LinearRecorder();
-  buildMMDiTGraph({ g: new GraphBuilder('record'), w: weights.mmdit, quant: rec }, inferMMDiTConfig(weights.mmdit));
-  quant = weights.quantize!('mmdit', rec.names);
+  quant = weights.quantize!('mmdit', mmditInt8LinearNames(weights.mmdit));
   load.int8Cache = secs(t0);
   t0 = performance.now();
 }
