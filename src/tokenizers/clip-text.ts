@@ -26,7 +26,15 @@ export function cleanCLIPText(text: string): string {
   return t.toLowerCase();
 }
 
+/**
+ * U+0345 (combining ypogegrammeni) is no letter but case-folds to one (iota), so under the reference's
+ * case-insensitive match it belongs to neither the letter run nor the "anything else" run: it is skipped,
+ * splitting the word. JavaScript's /iu puts it in the letter run, and a /iu exclusion would drop iota too, so
+ * it becomes a space (which every alternative also skips) before matching.
+ */
+const YPOGEGRAMMENI = /\u0345/g;
+
 /** The cleaned text split into pre-tokens, each later BPE-encoded on its own. */
 export function clipPretokens(text: string): string[] {
-  return cleanCLIPText(text).match(CLIP_PRETOKEN) ?? [];
+  return cleanCLIPText(text).replace(YPOGEGRAMMENI, ' ').match(CLIP_PRETOKEN) ?? [];
 }

@@ -8,8 +8,12 @@
 const ESC_CLOSE = '\0\u0001';
 const ESC_OPEN = '\0\u0002';
 
-/** Python's str.strip() whitespace, which float() ignores around a number. */
-const PY_SPACE = '[\\t\\n\\v\\f\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]';
+/**
+ * The whitespace Python's float() ignores around a number: ASCII space, \t \n \v \f \r, and the non-ASCII
+ * characters str.isspace() accepts. Not U+001C-U+001F: str.isspace() counts them, but float() only turns
+ * non-ASCII spaces into ' ' and then skips C's ASCII isspace(), so '\x1c1.5' is no number to it.
+ */
+const PY_SPACE = '[\\t\\n\\v\\f\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]';
 const DIGITS = '\\p{Nd}(?:_?\\p{Nd})*';
 const PY_FLOAT = new RegExp(
   `^${PY_SPACE}*[+-]?(?:(?:${DIGITS}(?:\\.(?:${DIGITS})?)?|\\.${DIGITS})(?:[eE][+-]?${DIGITS})?|inf(?:inity)?|nan)${PY_SPACE}*$`,

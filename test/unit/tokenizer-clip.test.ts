@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { SD3Error } from '../../src/core/errors.js';
 import { CLIPTokenizer } from '../../src/tokenizers/clip-bpe.js';
+import { clipPretokens } from '../../src/tokenizers/clip-text.js';
 import { htmlUnescape } from '../../src/tokenizers/html-unescape.js';
 import { isPythonFloat, referenceWords } from '../../src/tokenizers/prompt-words.js';
 
@@ -167,4 +168,17 @@ test('broken vocabulary files are reported with the file and the problem', () =>
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('U+0345 is dropped and splits the word, as under the reference\'s case-insensitive pattern; iota stays', () => {
+  assert.deepEqual(clipPretokens('\u0391\u0399\u0345'), ['\u03b1\u03b9']);
+  assert.deepEqual(clipPretokens('\u03b1\u0345\u03b2 1\u03452'), ['\u03b1', '\u03b2', '1', '2']);
+  assert.deepEqual(clipPretokens('\u0345'), []);
+});
+
+test('a prompt weight is a number only as Python\'s float() reads it: not around U+001C-U+001F', () => {
+  assert.equal(isPythonFloat(' 1.5\n'), true);
+  assert.equal(isPythonFloat('\u00a01.5\u3000'), true);
+  assert.equal(isPythonFloat('\u001c1.5'), false);
+  assert.equal(isPythonFloat('1.5\u001f'), false);
 });
