@@ -44,7 +44,7 @@ export class ImageToImage extends SD3Task {
     const out = await this.decodeImages(latent, shape, (i) => ({
       task: 'image-to-image', prompt: p.prompts[i], negativePrompt: p.negatives[i], seed: o.seeds[i], numSteps: o.numSteps,
       strength: o.strength, guidanceScale: o.guidanceScale, shift: this.backbone.shift, width, height, sampler: 'euler',
-    }));
+    }), cond.truncated);
     return p.single ? out[0]! : out;
   }
 }

@@ -26,8 +26,11 @@ export abstract class SD3Task {
     return [batch, this.backbone.mmditConfig.inChannels, this.imageShape.height / f, this.imageShape.width / f];
   }
 
-  /** Positive and (when guidance > 1) negative text embeddings. */
-  protected async encodePrompts(p: Prompts, guidanceScale: number, signal?: AbortSignal): Promise<Conditioning> {
+  /**
+   * Positive and (when guidance > 1) negative text embeddings, and which positive prompts CLIP cut short
+   * (more than 75 tokens): their images say so in their metadata (`promptTruncated`).
+   */
+  protected async encodePrompts(p: Prompts, guidanceScale: number, signal?: AbortSignal): Promise<Conditioning & { readonly truncated: readonly boolean[] }> {
     // Our AbortError, as when aborted between steps (throwIfAborted would throw the signal's reason instead).
     if (signal?.aborted) throw new AbortError();
     const cfg = guidanceScale > 1;
@@ -35,7 +38,8 @@ export abstract class SD3Task {
     const ids = this.preprocessor.generatePreprocess(all);
     const emb = await this.backbone.encodeText(ids);
     const B = p.prompts.length;
-    if (!cfg) return { positive: emb };
+    const truncated = ids.truncated.slice(0, B);
+    if (!cfg) return { positive: emb, truncated };
     const rows = (t: Tensor<'float32'>, from: number, to: number) => {
       const per = t.data.length / t.shape[0]!;
       return tensor('float32', [to - from, ...t.shape.slice(1)], t.data.slice(from * per, to * per));
@@ -43,16 +47,17 @@ export abstract class SD3Task {
     return {
       positive: { context: rows(emb.context, 0, B), y: rows(emb.y, 0, B) },
       negative: { context: rows(emb.context, B, 2 * B), y: rows(emb.y, B, 2 * B) },
+      truncated,
     };
   }
 
   /** Model-space latents -> 8-bit images carrying their generation parameters. */
-  protected async decodeImages(latent: Float32Array, shape: readonly number[], meta: (i: number) => Record<string, unknown>): Promise<RGBImage[]> {
+  protected async decodeImages(latent: Float32Array, shape: readonly number[], meta: (i: number) => Record<string, unknown>, truncated: readonly boolean[] = []): Promise<RGBImage[]> {
     const image = await this.backbone.decode(tensor('float32', shape, latent));
     const u8 = imageToUint8(image);
     const [B, H, W] = u8.shape as [number, number, number, number];
     return Array.from({ length: B }, (_, i) => new RGBImage(W, H, (u8.data as Uint8Array).slice(i * H * W * 3, (i + 1) * H * W * 3), {
-      parameters: asciiJSON(meta(i)),
+      parameters: asciiJSON({ ...meta(i), ...(truncated[i] ? { promptTruncated: true } : {}) }),
       Software: `sd3-ts ${VERSION}`,
     }));
   }

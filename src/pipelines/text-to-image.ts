@@ -38,7 +38,7 @@ export class TextToImage extends SD3Task {
     const images = await this.decodeImages(latent, shape, (i) => ({
       task: 'text-to-image', prompt: p.prompts[i], negativePrompt: p.negatives[i], seed: o.seeds[i], numSteps: o.numSteps,
       guidanceScale: o.guidanceScale, shift: this.backbone.shift, width: this.imageShape.width, height: this.imageShape.height, sampler: 'euler',
-    }));
+    }), cond.truncated);
     return p.single ? images[0]! : images;
   }
 }

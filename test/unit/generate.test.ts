@@ -384,6 +384,13 @@ describe('input checks: SD3Error naming the value', () => {
 });
 
 describe('PNG metadata', () => {
+  it('marks the images whose prompt CLIP cut short (over 75 tokens), and only those', async () => {
+    const long = Array.from({ length: 60 }, (_, i) => `word${i}`).join(' ');
+    const [a, b] = await t2i.generate({ prompts: [long, 'a short prompt'] }, { numSteps: 1, seed: 3, guidanceScale: 2 });
+    assert.equal(JSON.parse(a!.metadata.parameters!).promptTruncated, true);
+    assert.equal('promptTruncated' in JSON.parse(b!.metadata.parameters!), false);
+  });
+
   it('saves a PNG whose `parameters` tEXt chunk has prompt, seed, steps and guidance', async () => {
     const img = await t2i.generate({ prompts: 'a quiet harbour at dawn', negativePrompts: 'people' }, { numSteps: 2, seed: 77, guidanceScale: 3.5 });
     const file = path.join(tmp, 'harbour.png');
