@@ -13,8 +13,9 @@ import { GraphBuilder } from '../onnx/builder.js';
 import { LinearRecorder } from '../quant/int8.js';
 import { type T5Config, T5Encoder, buildT5EncoderModel, inferT5Config } from '../models/t5.js';
 import { VAE, fromModelSpace, samplePosterior, toModelSpace } from '../models/vae.js';
+import { checkTileOptions } from '../models/vae-tiling.js';
 import type { QuantizedLinears } from '../nn/layers.js';
-import { type DeviceChoice, defaultDevice } from '../runtime/ort.js';
+import { type DeviceChoice, defaultDevice, parseDevice } from '../runtime/ort.js';
 import { addNoise } from '../sampler/flow-match.js';
 import { batchNoise } from '../sampler/noise.js';
 import { type PromptEmbedding, type SampleOptions, sampleLatents } from './denoise.js';
@@ -95,6 +96,7 @@ export class SD3Backbone {
   private vaeFactor: number | undefined;
 
   constructor(readonly weights: SD3Weights, readonly options: BackboneOptions = {}) {
+    checkBackboneOptions(options);
     this.mmditConfig = inferMMDiTConfig(weights.mmdit);
     const choice = options.device ?? defaultDevice();
     const int8 = options.dtype === 'int8';
@@ -202,6 +204,27 @@ export class SD3Backbone {
     await Promise.all([this.clipL.release(), this.clipG.release(), this.t5?.release(), this.mmdit.release(), this.vae.release()]);
     this.weights.close?.();
   }
+}
+
+/** Throws an SD3Error naming the first option that is not one of its choices. */
+function checkBackboneOptions(o: BackboneOptions): void {
+  if (o === null || typeof o !== 'object') throw new SD3Error(`options must be an object, got ${JSON.stringify(o)}`);
+  const oneOf = (name: string, v: unknown, choices: readonly string[], hint = '') => {
+    if (v !== undefined && !choices.includes(v as string)) {
+      throw new SD3Error(`${name} must be one of ${choices.map((c) => `'${c}'`).join(', ')}; got ${JSON.stringify(v)}${hint}`);
+    }
+  };
+  const halfHint = " (half-precision compute has no CPU kernels in ORT; the file's fp16 weights are used as float32)";
+  const dtype: unknown = o.dtype;
+  oneOf('dtype', dtype, ['float32', 'int8'], dtype === 'float16' || dtype === 'bfloat16' ? halfHint : '');
+  oneOf('clipDtype', o.clipDtype, ['float32', 'int8']);
+  oneOf('t5Dtype', o.t5Dtype, ['float32', 'int8']);
+  if (o.device !== undefined) parseDevice(o.device, 'device');
+  if (o.threads !== undefined && (!Number.isInteger(o.threads) || o.threads < 1)) throw new SD3Error(`threads must be a positive integer, got ${JSON.stringify(o.threads)}`);
+  for (const k of ['lowMemory', 'spin'] as const) {
+    if (o[k] !== undefined && typeof o[k] !== 'boolean') throw new SD3Error(`${k} must be true or false, got ${JSON.stringify(o[k])}`);
+  }
+  if (o.vaeTile !== undefined) checkTileOptions(o.vaeTile);
 }
 
 /**

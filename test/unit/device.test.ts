@@ -64,3 +64,18 @@ test('a GPU run that fails for memory says what to do; other failures get no hin
   assert.match(gpuMemoryHint('failed to allocate buffer of 2147483648 bytes'), /ran out of memory/);
   assert.equal(gpuMemoryHint('shape mismatch at node Add_3'), '');
 });
+
+test('backbone options outside their choices are refused, naming the value', () => {
+  const { weights } = tinyRandomWeights();
+  const bad: [Record<string, unknown>, RegExp][] = [
+    [{ dtype: 'float16' }, /dtype must be one of 'float32', 'int8'; got "float16" \(half-precision compute/],
+    [{ dtype: 'fp8' }, /dtype must be one of 'float32', 'int8'; got "fp8"$/],
+    [{ clipDtype: 'fp8' }, /clipDtype must be one of/],
+    [{ t5Dtype: 'int4' }, /t5Dtype must be one of/],
+    [{ device: 'cuda' }, /device must be one of cpu, webgpu, auto; got "cuda"/],
+    [{ threads: 0 }, /threads must be a positive integer, got 0/],
+    [{ lowMemory: 'yes' }, /lowMemory must be true or false, got "yes"/],
+    [{ vaeTile: { size: 8, overlap: 8 } }, /tile overlap must be an integer in \[0, 7\]/],
+  ];
+  for (const [opts, message] of bad) assert.throws(() => new SD3Backbone(weights, opts as never), message, JSON.stringify(opts));
+});
