@@ -36,7 +36,12 @@ export interface LoadedPreset {
 
 function shapeOf(s: PresetOptions['imageShape'], fallback: number): ImageShape {
   if (s === undefined) return { width: fallback, height: fallback };
-  if (Array.isArray(s)) return { height: s[0] as number, width: s[1] as number };
+  if (Array.isArray(s)) {
+    if ((s.length !== 2 && s.length !== 3) || (s.length === 3 && s[2] !== 3)) {
+      throw new SD3Error(`imageShape as an array must be [height, width] or [height, width, 3] (KerasHub's), got ${JSON.stringify(s)}`);
+    }
+    return { height: s[0] as number, width: s[1] as number };
+  }
   return s as ImageShape;
 }
 

@@ -363,6 +363,7 @@ describe('input checks: SD3Error naming the value', () => {
   it('rejects an imageShape that is not a multiple of 16', async () => {
     await rejectsWithSD3Error(() => TextToImage.fromPreset('tiny-random', { imageShape: { width: 100, height: 64 } }), /imageShape.width must be a positive multiple of 16.*got 100/);
     await rejectsWithSD3Error(() => ImageToImage.fromPreset('tiny-random', { imageShape: [40, 64] }), /imageShape.height must be a positive multiple of 16.*got 40/);
+    await rejectsWithSD3Error(() => TextToImage.fromPreset('tiny-random', { imageShape: [64, 64, 4] }), /imageShape as an array must be \[height, width\] or \[height, width, 3\].*\[64,64,4\]/);
     await rejectsWithSD3Error(() => TextToImage.fromPreset('no-such-preset'), /unknown preset "no-such-preset"/);
   });
 
