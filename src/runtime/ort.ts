@@ -166,14 +166,6 @@ export class Session {
 
   /** A session for a model built in TypeScript (its external-data folder and CPU-only nodes come with it). */
   static async create(label: string, model: BuiltModel, opts: SessionOptions = {}): Promise<Session> {
-    return Session.fromBytes(label, model.bytes, {
-      ...(model.externalFolder ? { externalFolder: model.externalFolder } : {}),
-      ...opts,
-      hostNodes: model.hostNodes,
-    });
-  }
-
-  private static async fromBytes(label: string, model: Uint8Array, opts: SessionOptions & { hostNodes?: readonly string[] } = {}): Promise<Session> {
     const device = await resolveDevice(opts.device);
     const onCpu = device === 'cpu';
     const halfWeights = opts.halfWeights === 'on-cpu' ? onCpu : (opts.halfWeights ?? false);
@@ -181,10 +173,11 @@ export class Session {
       // Spinning only helps CPU operators waiting on each other; with a GPU it would just burn a core.
       'session.intra_op.allow_spinning': opts.spin && onCpu ? '1' : '0',
     };
-    if (opts.externalFolder) config['session.model_external_initializers_file_folder_path'] = opts.externalFolder;
+    const externalFolder = opts.externalFolder ?? model.externalFolder;
+    if (externalFolder) config['session.model_external_initializers_file_folder_path'] = externalFolder;
     if (opts.mmapWeights) config['session.disable_prepacking'] = '1';
     const options: ort.InferenceSession.SessionOptions = {
-      executionProviders: executionProviders(device, opts.hostNodes ?? [], opts.gpuBufferCache),
+      executionProviders: executionProviders(device, model.hostNodes, opts.gpuBufferCache),
       intraOpNumThreads: opts.threads ?? defaultThreads(),
       interOpNumThreads: 1,
       // Unoptimised keeps ORT from folding the casts of resident half-precision weights.
@@ -195,7 +188,7 @@ export class Session {
       ...(opts.profilePrefix ? { enableProfiling: true, profileFilePrefix: opts.profilePrefix } : {}),
     };
     try {
-      const inner = await ort.InferenceSession.create(model, options);
+      const inner = await ort.InferenceSession.create(model.bytes, options);
       return new Session(inner, label, device);
     } catch (e) {
       const msg = (e as Error).message.trim();
