@@ -108,7 +108,7 @@ export class SD3Backbone {
     }
     // Every model gets the same placement and thread count ('auto' with int8 means the CPU).
     const device: DeviceChoice = choice === 'auto' && anyInt8 ? 'cpu' : choice;
-    const threads = { ...(options.threads !== undefined ? { threads: options.threads } : {}), device };
+    const runtime = { ...(options.threads !== undefined ? { threads: options.threads } : {}), device };
     const quant = (): QuantizedLinears => {
       if (!weights.quantize) throw new SD3Error(`int8 mode needs weights on disk (${weights.label} has none)`);
       return weights.quantize('mmdit', mmditInt8LinearNames(weights.mmdit));
@@ -119,15 +119,15 @@ export class SD3Backbone {
       weights.quantize && options.t5Dtype !== 'float32' ? { quant: weights.quantize('t5', t5LinearNames(store, weights.t5Config)) } : {};
     const clipQuant = (m: 'clipL' | 'clipG', store: WeightStore, config: Partial<CLIPTextConfig> | undefined): { quant?: QuantizedLinears } =>
       options.clipDtype === 'int8' && weights.quantize ? { quant: weights.quantize(m, clipLinearNames(store, config)) } : {};
-    this.clipL = new Lazy(() => CLIPTextEncoder.load(weights.clipL, weights.clipLConfig ?? {}, { ...threads, label: 'CLIP-L', ...clipQuant('clipL', weights.clipL, weights.clipLConfig) }));
-    this.clipG = new Lazy(() => CLIPTextEncoder.load(weights.clipG, weights.clipGConfig ?? {}, { ...threads, label: 'CLIP-G', ...clipQuant('clipG', weights.clipG, weights.clipGConfig) }));
+    this.clipL = new Lazy(() => CLIPTextEncoder.load(weights.clipL, weights.clipLConfig ?? {}, { ...runtime, label: 'CLIP-L', ...clipQuant('clipL', weights.clipL, weights.clipLConfig) }));
+    this.clipG = new Lazy(() => CLIPTextEncoder.load(weights.clipG, weights.clipGConfig ?? {}, { ...runtime, label: 'CLIP-G', ...clipQuant('clipG', weights.clipG, weights.clipGConfig) }));
     // An int8 T5 runs on the CPU whatever the device (see the int8 note above); it runs once per generation.
     this.t5 = weights.t5 ? new Lazy(() => {
       const q = t5Quant(weights.t5!);
-      return T5Encoder.load(weights.t5!, weights.t5Config ?? {}, { ...threads, ...(q.quant ? { device: 'cpu' as const } : {}), label: 'T5-XXL', ...q });
+      return T5Encoder.load(weights.t5!, weights.t5Config ?? {}, { ...runtime, ...(q.quant ? { device: 'cpu' as const } : {}), label: 'T5-XXL', ...q });
     }) : undefined;
-    this.mmdit = new Lazy(() => MMDiT.load(weights.mmdit, { ...threads, spin: options.spin ?? true, ...(int8 ? { quant: quant() } : {}) }));
-    this.vae = new Lazy(() => VAE.load(weights.vae, threads));
+    this.mmdit = new Lazy(() => MMDiT.load(weights.mmdit, { ...runtime, spin: options.spin ?? true, ...(int8 ? { quant: quant() } : {}) }));
+    this.vae = new Lazy(() => VAE.load(weights.vae, runtime));
   }
 
   get hasT5(): boolean { return this.t5 !== undefined; }
