@@ -1,11 +1,12 @@
 #!/usr/bin/env node
 /**
  * The `sd3` command: generate (text-to-image, --image for image-to-image, --mask for inpainting), download,
- * serve. Exit codes: 0 success, 1 failure, 2 bad usage or input, 130 interrupted.
+ * serve, devices. Exit codes: 0 success, 1 failure, 2 bad usage or input, 130 interrupted.
  */
 import { AbortError, SD3Error } from '../core/errors.js';
 import { UsageError } from './args.js';
 import { VERSION } from '../pipelines/task.js';
+import { runDevices } from './devices.js';
 import { runDownload } from './download.js';
 import { runGenerate } from './generate.js';
 import { runServe } from './serve.js';
@@ -18,6 +19,7 @@ Usage:
   sd3 generate --image in.png --mask mask.png -p "..." inpainting (white = repaint)
   sd3 download <repo> [--file NAME.safetensors] [--t5]
   sd3 serve [-m MODEL] [--port 7860]
+  sd3 devices [--json]                                 CPU, GPU (WebGPU) and what --device auto picks
 
 Run "sd3 <command> --help" for a command's options.
 MODEL: a preset (stable_diffusion_3_medium, tiny-random), a .safetensors file, a folder
@@ -53,7 +55,8 @@ async function main(argv: string[]): Promise<number> {
       case 'generate': return await runGenerate(rest, controller.signal);
       case 'download': return await runDownload(rest, controller.signal);
       case 'serve': return await runServe(rest, controller.signal);
-      default: throw new UsageError(`unknown command "${command}" (expected generate, download or serve; see sd3 --help)`);
+      case 'devices': return await runDevices(rest);
+      default: throw new UsageError(`unknown command "${command}" (expected generate, download, serve or devices; see sd3 --help)`);
     }
   } catch (e) {
     if (e instanceof AbortError || (e as Error).name === 'AbortError') {

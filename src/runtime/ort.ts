@@ -99,6 +99,11 @@ export interface SessionOptions extends RuntimeOptions {
   readonly optimization?: 'disabled' | 'basic' | 'extended' | 'all';
 }
 
+/** onnxruntime-node's version. */
+export function runtimeVersion(): string {
+  return ort.env.versions.node ?? ort.env.versions.common;
+}
+
 export function defaultThreads(): number {
   const n = typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
   return Math.max(1, n);

@@ -227,6 +227,16 @@ describe('sd3, compiled (dist/cli/main.js)', () => {
     assert.equal(gen.stderr, '');
   });
 
+  it('devices --json reports the runtime, the CPU, the GPU probe and what auto picks', async () => {
+    const r = await runCLI(['devices', '--json'], { main: (await built).main });
+    assert.equal(r.code, 0, r.stderr);
+    const info = JSON.parse(r.stdout) as Record<string, unknown>;
+    assert.match(String(info.onnxruntime), /^\d+\.\d+\.\d+/);
+    assert.equal(typeof info.webgpu, 'boolean');
+    assert.equal(info.autoDevice, info.webgpu ? 'webgpu' : 'cpu');
+    assert.ok(((info.cpu as { threads: number }).threads) >= 1);
+  });
+
   it('--version prints the package version', async () => {
     const r = await runCLI(['--version'], { main: (await built).main });
     assert.equal(r.code, 0);
