@@ -33,7 +33,9 @@ $('f').addEventListener('submit', async (e) => {
     if (!r.ok) throw new Error((await r.json()).error);
     const img = new Image(); img.src = URL.createObjectURL(await r.blob()); img.alt = body.prompt;
     $('out').prepend(img);
-    $('status').textContent = 'done in ' + ((performance.now() - t0) / 1000).toFixed(1) + ' s  ' + (r.headers.get('x-sd3-parameters') || '');
+    const params = r.headers.get('x-sd3-parameters') || '';
+    const cut = params.includes('"promptTruncated":true') ? ' (the prompt is longer than CLIP reads, 75 tokens: its end was ignored)' : '';
+    $('status').textContent = 'done in ' + ((performance.now() - t0) / 1000).toFixed(1) + ' s' + cut + '  ' + params;
   } catch (err) { $('status').textContent = 'error: ' + err.message; }
   $('go').disabled = false;
 });
