@@ -12,11 +12,11 @@ import { SafetensorsFile, readAllSafetensors } from '../src/core/safetensors.js'
 import { type Tensor, tensor } from '../src/core/tensor.js';
 import { SafetensorsStore, type WeightStore, withPrefix } from '../src/core/weights.js';
 import { openCheckpoint } from '../src/loaders/checkpoint.js';
-import { CLIPTextEncoder, buildCLIPTextModel, clipConfigFromHF, inferCLIPTextConfig } from '../src/models/clip.js';
+import { CLIPTextEncoder, clipConfigFromHF, inferCLIPTextConfig } from '../src/models/clip.js';
 import { MMDiT } from '../src/models/mmdit.js';
 import { sampleLatents } from '../src/pipelines/denoise.js';
-import { mmditInt8LinearNames } from '../src/pipelines/backbone.js';
-import { LinearRecorder, openInt8Cache } from '../src/quant/int8.js';
+import { clipLinearNames, mmditInt8LinearNames } from '../src/pipelines/backbone.js';
+import { openInt8Cache } from '../src/quant/int8.js';
 import { sigmaSchedule, startIndex } from '../src/sampler/flow-match.js';
 import { gaussian } from '../src/sampler/noise.js';
 
@@ -78,10 +78,8 @@ try {
     fs.copyFileSync(path.join(fixtures, comp, ccfg.weights_file), copy);
     const cstore = new SafetensorsStore([SafetensorsFile.open(copy)], withPrefix(ccfg.weights_prefix));
     const config = inferCLIPTextConfig(cstore, clipConfigFromHF(ccfg.config));
-    const rec = new LinearRecorder();
-    buildCLIPTextModel(cstore, config, { quant: rec });
     const a = await CLIPTextEncoder.load(cstore, config);
-    const b = await CLIPTextEncoder.load(cstore, config, { quant: openInt8Cache(cstore, rec.names, comp) });
+    const b = await CLIPTextEncoder.load(cstore, config, { quant: openInt8Cache(cstore, clipLinearNames(cstore, config), comp) });
     for (const c of ccfg.cases) {
       const ids = readAllSafetensors(path.join(fixtures, comp, c.file)).tensors['input.input_ids']!;
       const x = await a.encode(ids);

@@ -13,12 +13,11 @@ import * as os from 'node:os';
 import { parseArgs } from 'node:util';
 import { tensor } from '../src/core/tensor.js';
 import { openCheckpoint } from '../src/loaders/checkpoint.js';
-import { CLIPTextEncoder, buildCLIPTextModel, inferCLIPTextConfig } from '../src/models/clip.js';
+import { CLIPTextEncoder } from '../src/models/clip.js';
 import { sd3Conditioning } from '../src/models/conditioning.js';
 import { MMDiT } from '../src/models/mmdit.js';
 import { VAE, fromModelSpace } from '../src/models/vae.js';
-import { mmditInt8LinearNames } from '../src/pipelines/backbone.js';
-import { LinearRecorder } from '../src/quant/int8.js';
+import { clipLinearNames, mmditInt8LinearNames } from '../src/pipelines/backbone.js';
 import { parseDevice } from '../src/runtime/ort.js';
 import { gaussian } from '../src/sampler/noise.js';
 
@@ -88,10 +87,7 @@ const load: Record<string, number> = {};
 // --int8-clip quantizes the CLIP encoders' Linear layers too (the pipeline's clipDtype: 'int8').
 const clipQuant = (m: 'clipL' | 'clipG') => {
   if (!v['int8-clip']) return {};
-  const store = weights[m];
-  const rec = new LinearRecorder();
-  buildCLIPTextModel(store, inferCLIPTextConfig(store, weights[`${m}Config`] ?? {}), { quant: rec });
-  return { quant: weights.quantize!(m, rec.names) };
+  return { quant: weights.quantize!(m, clipLinearNames(weights[m], weights[`${m}Config`])) };
 };
 let t0 = performance.now();
 const clipL = await CLIPTextEncoder.load(weights.clipL, weights.clipLConfig ?? {}, { ...threads, label: 'CLIP-L', ...clipQuant('clipL') });

@@ -1,5 +1,6 @@
 /** Small helpers for typed command-line values. */
 import { SD3Error } from '../core/errors.js';
+import type { BackboneOptions } from '../pipelines/backbone.js';
 import { type DeviceChoice, parseDevice } from '../runtime/ort.js';
 
 export class UsageError extends SD3Error {
@@ -38,4 +39,16 @@ export function tileArg(v: string): { size: number; overlap: number } {
   const overlap = m?.[2] !== undefined ? Number(m[2]) : Math.floor(size / 4);
   if (!m || size < 8 || overlap >= size) throw new UsageError(`--vae-tile must be N or N,OVERLAP with N >= 8 latent cells and OVERLAP < N, got "${v}"`);
   return { size, overlap };
+}
+
+/** --threads, --device and --int8 as backbone options (shared by generate and serve). */
+export function runtimeArgs(v: { threads?: string; device?: string; int8?: boolean }): Pick<BackboneOptions, 'threads' | 'device' | 'dtype'> {
+  const threads = intArg('threads', v.threads, 1);
+  const device = v.device !== undefined ? deviceArg(v.device) : undefined;
+  if (device === 'webgpu' && v.int8) throw new UsageError('--int8 runs on the CPU only; drop it or use --device cpu');
+  return {
+    ...(threads !== undefined ? { threads } : {}),
+    ...(device ? { device } : {}),
+    ...(v.int8 ? { dtype: 'int8' as const } : {}),
+  };
 }

@@ -9,7 +9,7 @@ import { ImageToImage } from '../pipelines/image-to-image.js';
 import { Inpaint } from '../pipelines/inpaint.js';
 import { TextToImage } from '../pipelines/text-to-image.js';
 import { loadPreset } from '../presets/index.js';
-import { UsageError, deviceArg, intArg, numArg, tileArg } from './args.js';
+import { UsageError, intArg, numArg, runtimeArgs, tileArg } from './args.js';
 
 const HELP = `Usage: sd3 generate -p PROMPT [options]
 
@@ -110,9 +110,7 @@ export async function runGenerate(argv: string[], signal: AbortSignal): Promise<
   const steps = intArg('steps', v.steps, 1);
   const seed = intArg('seed', v.seed, 0);
   if (seed !== undefined && seed > 0xffffffff) throw new UsageError(`--seed must be at most 4294967295, got ${seed}`);
-  const threads = intArg('threads', v.threads, 1);
-  const device = v.device !== undefined ? deviceArg(v.device) : undefined;
-  if (device === 'webgpu' && v.int8) throw new UsageError('--int8 runs on the CPU only; drop it or use --device cpu');
+  const runtime = runtimeArgs(v);
   const cfg = numArg('cfg-scale', v['cfg-scale'], () => true, 'a number');
   const strength = numArg('strength', v.strength, (n) => n >= 0 && n <= 1, 'a number in [0, 1]');
   if (strength !== undefined && v.image === undefined) throw new UsageError('--strength applies to --image (image-to-image or inpainting)');
@@ -132,9 +130,7 @@ export async function runGenerate(argv: string[], signal: AbortSignal): Promise<
   const loadProgress = v.json ? undefined : createProgressBar();
   const loaded = await loadPreset(model, {
     imageShape: { width, height },
-    ...(threads !== undefined ? { threads } : {}),
-    ...(device ? { device } : {}),
-    ...(v.int8 ? { dtype: 'int8' as const } : {}),
+    ...runtime,
     ...(v.t5 ? { t5: true } : {}),
     ...(v['low-memory'] ? { lowMemory: true } : {}),
     ...(vaeTile ? { vaeTile } : {}),

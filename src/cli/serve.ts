@@ -11,7 +11,7 @@ import { parseArgs } from 'node:util';
 import { SD3Error, describe } from '../core/errors.js';
 import { TextToImage } from '../pipelines/text-to-image.js';
 import { loadPreset } from '../presets/index.js';
-import { UsageError, deviceArg, intArg } from './args.js';
+import { UsageError, intArg, runtimeArgs } from './args.js';
 import { PAGE } from './page.js';
 
 const MAX_BODY = 64 * 1024;
@@ -132,14 +132,10 @@ export async function runServe(argv: string[], signal: AbortSignal): Promise<num
   if (port > 65535) throw new UsageError(`--port must be at most 65535, got ${port}`);
   const model = v.model ?? 'stable_diffusion_3_medium';
   const size = model === 'tiny-random' ? 256 : 1024;
-  const threads = intArg('threads', v.threads, 1);
-  const device = v.device !== undefined ? deviceArg(v.device) : undefined;
-  if (device === 'webgpu' && v.int8) throw new UsageError('--int8 runs on the CPU only; drop it or use --device cpu');
+  const runtime = runtimeArgs(v);
   const loaded = await loadPreset(model, {
     imageShape: { width: intArg('width', v.width, 16, size)!, height: intArg('height', v.height, 16, size)! },
-    ...(threads !== undefined ? { threads } : {}),
-    ...(device ? { device } : {}),
-    ...(v.int8 ? { dtype: 'int8' as const } : {}),
+    ...runtime,
   });
   const task = new TextToImage(loaded.backbone, loaded.preprocessor, loaded.imageShape);
   const handle = await startServer(task, { port, model, ...(v.host ? { host: v.host } : {}) });

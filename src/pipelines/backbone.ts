@@ -251,7 +251,7 @@ function t5LinearNames(store: WeightStore, config: Partial<T5Config> | undefined
 }
 
 /** A CLIP encoder's Linear weight names, learned the same way. */
-function clipLinearNames(store: WeightStore, config: Partial<CLIPTextConfig> | undefined): string[] {
+export function clipLinearNames(store: WeightStore, config: Partial<CLIPTextConfig> | undefined): string[] {
   const rec = new LinearRecorder();
   buildCLIPTextModel(store, inferCLIPTextConfig(store, config ?? {}), { quant: rec });
   return rec.names;

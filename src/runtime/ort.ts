@@ -80,8 +80,6 @@ export async function resolveDevice(choice: DeviceChoice = defaultDevice()): Pro
 }
 
 export interface SessionOptions extends RuntimeOptions {
-  /** Folder that external-data locations are relative to. */
-  readonly externalFolder?: string;
   /** Write ORT's JSON profile with this file-name prefix. */
   readonly profilePrefix?: string;
   /** Keep worker threads spinning between ops (faster on an otherwise idle machine). Default false; CPU only. */
@@ -178,8 +176,7 @@ export class Session {
       // Spinning only helps CPU operators waiting on each other; with a GPU it would just burn a core.
       'session.intra_op.allow_spinning': opts.spin && onCpu ? '1' : '0',
     };
-    const externalFolder = opts.externalFolder ?? model.externalFolder;
-    if (externalFolder) config['session.model_external_initializers_file_folder_path'] = externalFolder;
+    if (model.externalFolder) config['session.model_external_initializers_file_folder_path'] = model.externalFolder;
     if (opts.mmapWeights) config['session.disable_prepacking'] = '1';
     const options: ort.InferenceSession.SessionOptions = {
       executionProviders: executionProviders(device, model.hostNodes, opts.gpuBufferCache),

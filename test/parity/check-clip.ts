@@ -1,10 +1,7 @@
 /** Parity of the CLIP text towers (clip_l and clip_g fixtures): every output, the debug stream, the pooled index. */
-import * as path from 'node:path';
-import { SafetensorsFile } from '../../src/core/safetensors.js';
 import type { Tensor } from '../../src/core/tensor.js';
-import { SafetensorsStore, withPrefix } from '../../src/core/weights.js';
 import { CLIPTextEncoder, type CLIPTextOutput, clipConfigFromHF } from '../../src/models/clip.js';
-import { type Check, type FixtureConfig, compareOutputs, exact, loadCase, readJson, toleranceOf } from './lib.js';
+import { type Check, checkFixtureModel, type FixtureConfig, compareOutputs, exact, loadCase, toleranceOf } from './lib.js';
 
 /** Position of the first largest id in each row (the reference's pooled index). */
 function argmaxRows(ids: Tensor<'int64'>): number[] {
@@ -16,17 +13,8 @@ function argmaxRows(ids: Tensor<'int64'>): number[] {
   });
 }
 
-export async function checkCLIP(dir: string): Promise<Check[]> {
-  const cfg = readJson(path.join(dir, 'config.json'));
-  const file = SafetensorsFile.open(path.join(dir, cfg.weights_file ?? 'weights.safetensors'));
-  const store = new SafetensorsStore([file], withPrefix(cfg.weights_prefix ?? ''));
-  const encoder = await CLIPTextEncoder.load(store, clipConfigFromHF(cfg.config ?? {}), { threads: 1, debug: true, label: cfg.component });
-  try {
-    return await checkCLIPCases(dir, cfg, encoder);
-  } finally {
-    await encoder.dispose();
-    file.close();
-  }
+export function checkCLIP(dir: string): Promise<Check[]> {
+  return checkFixtureModel(dir, (store, cfg) => CLIPTextEncoder.load(store, clipConfigFromHF(cfg.config ?? {}), { threads: 1, debug: true, ...(cfg.component ? { label: cfg.component } : {}) }), checkCLIPCases);
 }
 
 export interface CLIPCaseOptions {

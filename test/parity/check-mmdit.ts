@@ -1,23 +1,12 @@
-import * as path from 'node:path';
-import { SafetensorsFile } from '../../src/core/safetensors.js';
 import type { Tensor } from '../../src/core/tensor.js';
-import { SafetensorsStore, withPrefix } from '../../src/core/weights.js';
 import { MMDiT, denoisedFromVelocity } from '../../src/models/mmdit.js';
-import { type Check, type FixtureConfig, compare, compareOutputs, loadCase, readJson, toleranceOf } from './lib.js';
+import { type Check, checkFixtureModel, type FixtureConfig, compare, compareOutputs, loadCase, toleranceOf } from './lib.js';
 
 /** The timestep features are checked at 1e-4 absolute (fixtures README, "Tolerances"). */
 const T_FREQ_TOLERANCE = { atol: 1e-4, rtol: 0 };
 
-export async function checkMMDiT(dir: string): Promise<Check[]> {
-  const config = readJson(path.join(dir, 'config.json'));
-  const file = SafetensorsFile.open(path.join(dir, config.weights_file));
-  const model = await MMDiT.load(new SafetensorsStore([file], withPrefix(config.weights_prefix)), { threads: 1, debug: true });
-  try {
-    return await checkMMDiTCases(dir, config, model);
-  } finally {
-    await model.dispose();
-    file.close();
-  }
+export function checkMMDiT(dir: string): Promise<Check[]> {
+  return checkFixtureModel(dir, (store) => MMDiT.load(store, { threads: 1, debug: true }), checkMMDiTCases);
 }
 
 /** The cases of an mmdit fixture (`dir`, its parsed `config`) on a model loaded with `debug: true`. */

@@ -1,22 +1,10 @@
 /** Parity of the T5 encoder (t5xxl fixture): last hidden state, per-block stream, position bias and buckets. */
-import * as path from 'node:path';
-import { SafetensorsFile } from '../../src/core/safetensors.js';
 import type { Tensor } from '../../src/core/tensor.js';
-import { SafetensorsStore, withPrefix } from '../../src/core/weights.js';
 import { T5Encoder, relativePositionBuckets, t5ConfigFromHF } from '../../src/models/t5.js';
-import { type Check, type FixtureConfig, compareOutputs, exact, loadCase, readJson, toleranceOf } from './lib.js';
+import { type Check, checkFixtureModel, type FixtureConfig, compareOutputs, exact, loadCase, toleranceOf } from './lib.js';
 
-export async function checkT5(dir: string): Promise<Check[]> {
-  const cfg = readJson(path.join(dir, 'config.json'));
-  const file = SafetensorsFile.open(path.join(dir, cfg.weights_file ?? 'weights.safetensors'));
-  const store = new SafetensorsStore([file], withPrefix(cfg.weights_prefix ?? ''));
-  const encoder = await T5Encoder.load(store, t5ConfigFromHF(cfg.config ?? {}), { threads: 1, debug: true, label: cfg.component });
-  try {
-    return await checkT5Cases(dir, cfg, encoder);
-  } finally {
-    await encoder.dispose();
-    file.close();
-  }
+export function checkT5(dir: string): Promise<Check[]> {
+  return checkFixtureModel(dir, (store, cfg) => T5Encoder.load(store, t5ConfigFromHF(cfg.config ?? {}), { threads: 1, debug: true, ...(cfg.component ? { label: cfg.component } : {}) }), checkT5Cases);
 }
 
 /** The cases of a t5xxl fixture (`dir`, its parsed `cfg`) on an encoder loaded with `debug: true`. */

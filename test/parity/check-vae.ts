@@ -1,11 +1,8 @@
 /** VAE parity: encoder posterior and sample, latent format, decoder image and its two uint8 conversions. */
-import * as path from 'node:path';
-import { SafetensorsFile } from '../../src/core/safetensors.js';
 import type { Tensor } from '../../src/core/tensor.js';
-import { SafetensorsStore, withPrefix } from '../../src/core/weights.js';
 import { imageToUint8 } from '../../src/image/pixels.js';
 import { fromModelSpace, samplePosterior, toModelSpace, VAE } from '../../src/models/vae.js';
-import { type Check, compareOutputs, exact, type FixtureConfig, loadCase, readJson, toleranceOf } from './lib.js';
+import { type Check, checkFixtureModel, compareOutputs, exact, type FixtureConfig, loadCase, toleranceOf } from './lib.js';
 
 /**
  * uint8 images compared code for code, passing when no value is more than `budget` codes off. The conversion
@@ -27,16 +24,8 @@ function compareCodes(name: string, actual: Tensor<'uint8'>, expected: Tensor, b
   return { name, ok: worst <= budget, ratio: budget > 0 ? worst / budget : worst === 0 ? 0 : Infinity, detail };
 }
 
-export async function checkVAE(dir: string): Promise<Check[]> {
-  const cfg = readJson(path.join(dir, 'config.json'));
-  const file = SafetensorsFile.open(path.join(dir, cfg.weights_file ?? 'weights.safetensors'));
-  const vae = await VAE.load(new SafetensorsStore([file], withPrefix(cfg.weights_prefix)), { threads: 1 });
-  try {
-    return await checkVAECases(dir, cfg, vae);
-  } finally {
-    await vae.dispose();
-    file.close();
-  }
+export function checkVAE(dir: string): Promise<Check[]> {
+  return checkFixtureModel(dir, (store) => VAE.load(store, { threads: 1 }), checkVAECases);
 }
 
 /** The cases of a vae fixture (`dir`, its parsed `cfg`) on a loaded VAE. */

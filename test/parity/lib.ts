@@ -1,8 +1,9 @@
 /** Shared pieces of the parity runner: tolerance rule, comparisons, case loading. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { readAllSafetensors } from '../../src/core/safetensors.js';
+import { SafetensorsFile, readAllSafetensors } from '../../src/core/safetensors.js';
 import { type Tensor, toFloat32 } from '../../src/core/tensor.js';
+import { SafetensorsStore, type WeightStore, withPrefix } from '../../src/core/weights.js';
 
 export interface Tolerance { readonly atol: number; readonly rtol: number }
 
@@ -63,9 +64,13 @@ export interface FixtureCase {
   readonly [k: string]: unknown;
 }
 
-/** What the case loops read of a fixture's config.json: its cases and its tolerance. */
+/** What the checkers read of a fixture's config.json: cases, tolerance, and for models the weights and config. */
 export interface FixtureConfig {
   readonly cases: readonly FixtureCase[];
+  readonly component?: string;
+  readonly weights_file?: string;
+  readonly weights_prefix?: string;
+  readonly config?: Record<string, unknown>;
   readonly tolerance?: { atol?: number; rtol?: number; loose?: Tolerance } | null;
 }
 
@@ -89,4 +94,27 @@ export function compareOutputs(caseName: string, actual: Record<string, Tensor |
     checks.push(compare(`${caseName}:${k}`, act, exp, tol));
   }
   return checks;
+}
+
+/**
+ * A model fixture folder's checks: loads a model on its weights (config.json's `weights_file` under
+ * `weights_prefix`), runs `cases` on it, then releases the model and the file.
+ */
+export async function checkFixtureModel<M extends { dispose(): Promise<void> }>(
+  dir: string,
+  load: (store: WeightStore, config: FixtureConfig) => Promise<M>,
+  cases: (dir: string, config: FixtureConfig, model: M) => Promise<Check[]>,
+): Promise<Check[]> {
+  const config = readJson<FixtureConfig>(path.join(dir, 'config.json'));
+  const file = SafetensorsFile.open(path.join(dir, config.weights_file ?? 'weights.safetensors'));
+  try {
+    const model = await load(new SafetensorsStore([file], withPrefix(config.weights_prefix ?? '')), config);
+    try {
+      return await cases(dir, config, model);
+    } finally {
+      await model.dispose();
+    }
+  } finally {
+    file.close();
+  }
 }
