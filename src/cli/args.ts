@@ -41,6 +41,16 @@ export function tileArg(v: string): { size: number; overlap: number } {
   return { size, overlap };
 }
 
+/** The flags generate and serve share: the model, the image size and where and how it runs. */
+export const MODEL_FLAGS = {
+  model: { type: 'string', short: 'm' },
+  width: { type: 'string' },
+  height: { type: 'string' },
+  threads: { type: 'string' },
+  device: { type: 'string' },
+  int8: { type: 'boolean' },
+} as const;
+
 /** --threads, --device and --int8 as backbone options (shared by generate and serve). */
 export function runtimeArgs(v: { threads?: string; device?: string; int8?: boolean }): Pick<BackboneOptions, 'threads' | 'device' | 'dtype'> {
   const threads = intArg('threads', v.threads, 1);

@@ -9,7 +9,7 @@ import { ImageToImage } from '../pipelines/image-to-image.js';
 import { Inpaint } from '../pipelines/inpaint.js';
 import { TextToImage } from '../pipelines/text-to-image.js';
 import { loadPreset } from '../presets/index.js';
-import { UsageError, intArg, numArg, runtimeArgs, tileArg } from './args.js';
+import { MODEL_FLAGS, UsageError, intArg, numArg, runtimeArgs, tileArg } from './args.js';
 
 const HELP = `Usage: sd3 generate -p PROMPT [options]
 
@@ -77,10 +77,8 @@ export async function runGenerate(argv: string[], signal: AbortSignal): Promise<
     options: {
       prompt: { type: 'string', short: 'p' },
       'negative-prompt': { type: 'string', short: 'n' },
-      model: { type: 'string', short: 'm' },
+      ...MODEL_FLAGS,
       output: { type: 'string', short: 'o' },
-      width: { type: 'string' },
-      height: { type: 'string' },
       steps: { type: 'string' },
       'cfg-scale': { type: 'string' },
       strength: { type: 'string' },
@@ -88,9 +86,6 @@ export async function runGenerate(argv: string[], signal: AbortSignal): Promise<
       batch: { type: 'string' },
       image: { type: 'string' },
       mask: { type: 'string' },
-      threads: { type: 'string' },
-      device: { type: 'string' },
-      int8: { type: 'boolean' },
       t5: { type: 'boolean' },
       'low-memory': { type: 'boolean' },
       'vae-tile': { type: 'string' },

@@ -11,7 +11,7 @@ import { parseArgs } from 'node:util';
 import { SD3Error, describe } from '../core/errors.js';
 import { TextToImage } from '../pipelines/text-to-image.js';
 import { loadPreset } from '../presets/index.js';
-import { UsageError, intArg, runtimeArgs } from './args.js';
+import { MODEL_FLAGS, UsageError, intArg, runtimeArgs } from './args.js';
 import { PAGE } from './page.js';
 
 const MAX_BODY = 64 * 1024;
@@ -113,14 +113,9 @@ export async function runServe(argv: string[], signal: AbortSignal): Promise<num
   const { values: v } = parseArgs({
     args: argv,
     options: {
-      model: { type: 'string', short: 'm' },
+      ...MODEL_FLAGS,
       port: { type: 'string' },
       host: { type: 'string' },
-      width: { type: 'string' },
-      height: { type: 'string' },
-      threads: { type: 'string' },
-      device: { type: 'string' },
-      int8: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });

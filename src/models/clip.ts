@@ -14,7 +14,7 @@ import type { WeightStore } from '../core/weights.js';
 import { type NN, type QuantizedLinears, hasParam, layerNorm, linear, param } from '../nn/layers.js';
 import { type BuiltModel, GraphBuilder, type Value } from '../onnx/builder.js';
 import { type RuntimeOptions, Session, runtimeOptions } from '../runtime/ort.js';
-import { checkIds, checkWeightShapes, countLayers, positiveInt } from './text-encoder-checks.js';
+import { checkIds, checkWeightShapes, countLayers, pickRenamed, positiveInt } from './text-encoder-checks.js';
 
 export type CLIPActivation = 'quick_gelu' | 'gelu';
 
@@ -59,9 +59,7 @@ export function clipConfigFromHF(hf: Readonly<Record<string, unknown>>): Partial
     ['maxPositionEmbeddings', 'max_position_embeddings'], ['layerNormEps', 'layer_norm_eps'],
     ['hiddenAct', 'hidden_act'], ['projectionDim', 'projection_dim'],
   ];
-  const out: Record<string, unknown> = {};
-  for (const [ours, theirs] of keys) if (hf[theirs] !== undefined) out[ours] = hf[theirs];
-  return out as Partial<CLIPTextConfig>;
+  return pickRenamed(hf, keys);
 }
 
 /**

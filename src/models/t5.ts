@@ -15,7 +15,7 @@ import type { WeightStore } from '../core/weights.js';
 import { type NN, type QuantizedLinears, linear, param } from '../nn/layers.js';
 import { type BuiltModel, GraphBuilder, type Value } from '../onnx/builder.js';
 import { type RuntimeOptions, Session, runtimeOptions } from '../runtime/ort.js';
-import { checkIds, checkWeightShapes, countLayers, positiveInt } from './text-encoder-checks.js';
+import { checkIds, checkWeightShapes, countLayers, pickRenamed, positiveInt } from './text-encoder-checks.js';
 
 export interface T5Config {
   readonly vocabSize: number;
@@ -51,9 +51,7 @@ export function t5ConfigFromHF(hf: Readonly<Record<string, unknown>>): Partial<T
     ['numLayers', 'num_layers'], ['relativeAttentionNumBuckets', 'relative_attention_num_buckets'],
     ['relativeAttentionMaxDistance', 'relative_attention_max_distance'], ['layerNormEpsilon', 'layer_norm_epsilon'],
   ];
-  const out: Record<string, unknown> = {};
-  for (const [ours, theirs] of keys) if (hf[theirs] !== undefined) out[ours] = hf[theirs];
-  return out as Partial<T5Config>;
+  return pickRenamed(hf, keys);
 }
 
 /** The config of the T5 encoder in `store`, from the weights' shapes; overrides must agree with them. */

@@ -1,4 +1,4 @@
-/** Checks shared by the text encoders: token ids before they reach the runtime, weights against a config. */
+/** Shared by the text encoders: token-id and weight checks, and reading Hugging Face config keys. */
 import { SD3Error, describe } from '../core/errors.js';
 import type { Tensor } from '../core/tensor.js';
 import type { WeightStore } from '../core/weights.js';
@@ -46,4 +46,11 @@ export function countLayers(store: WeightStore, name: (i: number) => string): nu
 export function positiveInt(what: string, key: string, v: unknown): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new SD3Error(`${what}: config ${key} must be a positive integer, got ${describe(v)}`);
   return v;
+}
+
+/** The Hugging Face config.json keys that are set, under our names (`keys`: [ours, theirs] pairs). */
+export function pickRenamed<C>(hf: Readonly<Record<string, unknown>>, keys: readonly (readonly [keyof C, string])[]): Partial<C> {
+  const out: Partial<C> = {};
+  for (const [ours, theirs] of keys) if (hf[theirs] !== undefined) out[ours] = hf[theirs] as C[keyof C];
+  return out;
 }
