@@ -1,7 +1,5 @@
 /** sd3-ts: Stable Diffusion 3 Medium in TypeScript. */
-export { TextToImage } from './pipelines/text-to-image.js';
-export { ImageToImage } from './pipelines/image-to-image.js';
-export { Inpaint } from './pipelines/inpaint.js';
+export { TextToImage, ImageToImage, Inpaint, fromPreset } from './presets/tasks.js';
 export { SD3Task, type ImageShape, VERSION } from './pipelines/task.js';
 export { SD3Backbone, type BackboneOptions, type SD3Weights } from './pipelines/backbone.js';
 export { SD3Preprocessor, type TokenIds } from './pipelines/preprocessor.js';

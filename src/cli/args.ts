@@ -10,10 +10,11 @@ export class UsageError extends SD3Error {
   }
 }
 
-export function intArg(name: string, v: string | undefined, min: number, fallback?: number): number | undefined {
+export function intArg(name: string, v: string | undefined, min: number, fallback?: number, max?: number): number | undefined {
   if (v === undefined) return fallback;
   const n = Number(v);
   if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer >= ${min}, got "${v}"`);
+  if (max !== undefined && n > max) throw new UsageError(`--${name} must be at most ${max}, got "${v}"`);
   return n;
 }
 
@@ -32,7 +33,11 @@ export function deviceArg(v: string): DeviceChoice {
   }
 }
 
-/** `--vae-tile N[,OVERLAP]`: tile size in latent cells and overlap (default a quarter of the size). */
+/**
+ * `--vae-tile N[,OVERLAP]`: tile size in latent cells and overlap (default a quarter of the size). The library
+ * takes any size >= 1 (its tests decode tiny latents in tiles of 4); the command asks for at least 8 cells
+ * (64 pixels), below which a real image would be decoded in hundreds of tiles with seams everywhere.
+ */
 export function tileArg(v: string): { size: number; overlap: number } {
   const m = /^(\d+)(?:,(\d+))?$/.exec(v);
   const size = m ? Number(m[1]) : Number.NaN;

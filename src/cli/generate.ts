@@ -1,5 +1,6 @@
 /** `sd3 generate`: text-to-image, image-to-image (--image) and inpainting (--mask). */
 import * as fs from 'node:fs';
+import { AbortError } from '../core/errors.js';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { createProgressBar } from '../hub/index.js';
@@ -7,8 +8,9 @@ import { type RGBImage, readImage } from '../image/image.js';
 import type { StepInfo } from '../pipelines/denoise.js';
 import { ImageToImage } from '../pipelines/image-to-image.js';
 import { Inpaint } from '../pipelines/inpaint.js';
+import { MAX_STEPS } from '../pipelines/inputs.js';
 import { TextToImage } from '../pipelines/text-to-image.js';
-import { loadPreset } from '../presets/index.js';
+import { defaultImageShape, loadPreset } from '../presets/index.js';
 import { MODEL_FLAGS, UsageError, intArg, numArg, runtimeArgs, tileArg } from './args.js';
 
 const HELP = `Usage: sd3 generate -p PROMPT [options]
@@ -17,12 +19,12 @@ const HELP = `Usage: sd3 generate -p PROMPT [options]
   -n, --negative-prompt TEXT   what to steer away from (default "")
   -m, --model MODEL            preset, .safetensors file, folder or hub id (default stable_diffusion_3_medium)
   -o, --output FILE.png        output file (default out.png; with --batch N: out-1.png ... out-N.png)
-      --width N, --height N    image size, multiples of 16 (default 1024; 256 for tiny-random; the input image's size with --image)
-      --steps N                denoising steps (default 28; 50 with --image)
+      --width N, --height N    image size, multiples of 16 (default 1024; 256 for tiny-random; the input image's size with --image, scaled down to fit the model)
+      --steps N                denoising steps (default 28; 50 with --image; at most 1000000)
       --cfg-scale X            guidance scale (default 7.0; <= 1 disables the negative prompt)
       --strength X             with --image: how much to repaint, 0..1 (default 0.8; 0.6 with --mask)
       --seed N                 seed (default random); image i of a batch uses seed + i
-      --batch N                images per prompt (default 1)
+      --batch N                images per prompt (default 1, at most 64)
       --image FILE             input image (PNG or JPEG) for image-to-image
       --mask FILE              inpainting mask (PNG or JPEG; white = repaint), needs --image
       --threads N              CPU threads (default: all cores)
@@ -35,6 +37,9 @@ const HELP = `Usage: sd3 generate -p PROMPT [options]
                                large images, not exactly the untiled result
       --json                   print a JSON result on stdout
   -h, --help`;
+
+/** The most images one command makes: they are all held in memory until every one exists. */
+const MAX_BATCH = 64;
 
 function outputNames(output: string, n: number): string[] {
   if (!output.toLowerCase().endsWith('.png')) throw new UsageError(`--output must end in .png, got "${output}"`);
@@ -101,8 +106,8 @@ export async function runGenerate(argv: string[], signal: AbortSignal): Promise<
   if (v.prompt === undefined) throw new UsageError('--prompt is required (see sd3 generate --help)');
   if (v.mask !== undefined && v.image === undefined) throw new UsageError('--mask needs --image (the picture to inpaint)');
   const model = v.model ?? 'stable_diffusion_3_medium';
-  const batch = intArg('batch', v.batch, 1, 1)!;
-  const steps = intArg('steps', v.steps, 1);
+  const batch = intArg('batch', v.batch, 1, 1, MAX_BATCH)!;
+  const steps = intArg('steps', v.steps, 1, undefined, MAX_STEPS);
   const seed = intArg('seed', v.seed, 0);
   if (seed !== undefined && seed > 0xffffffff) throw new UsageError(`--seed must be at most 4294967295, got ${seed}`);
   const runtime = runtimeArgs(v);
@@ -111,10 +116,9 @@ export async function runGenerate(argv: string[], signal: AbortSignal): Promise<
   if (strength !== undefined && v.image === undefined) throw new UsageError('--strength applies to --image (image-to-image or inpainting)');
   const image = v.image !== undefined ? await readInput('image', v.image) : undefined;
   const mask = v.mask !== undefined ? await readInput('mask', v.mask) : undefined;
-  const fallback = model === 'tiny-random' ? 256 : 1024;
-  const round16 = (n: number) => Math.max(16, Math.round(n / 16) * 16);
-  const width = intArg('width', v.width, 16) ?? (image ? round16(image.width) : fallback);
-  const height = intArg('height', v.height, 16) ?? (image ? round16(image.height) : fallback);
+  const fallback = defaultImageShape(model, image);
+  const width = intArg('width', v.width, 16) ?? fallback.width;
+  const height = intArg('height', v.height, 16) ?? fallback.height;
   for (const [k, n] of [['width', width], ['height', height]] as const) {
     if (n % 16 !== 0) throw new UsageError(`--${k} must be a multiple of 16, got ${n}`);
   }
@@ -155,8 +159,20 @@ export async function runGenerate(argv: string[], signal: AbortSignal): Promise<
     if (images.some((img) => JSON.parse(img.metadata.parameters ?? '{}').promptTruncated)) {
       process.stderr.write('sd3 generate: warning: the prompt is longer than CLIP reads (75 tokens); its end was ignored\n');
     }
-    // Written only once every image exists, each atomically: an interrupted run leaves no file.
-    for (let i = 0; i < images.length; i++) await images[i]!.save(outputs[i]!);
+    // Written only once every image exists, each atomically; an interrupt or a failure while saving a batch
+    // removes the images this run already wrote: a run leaves all its files or none.
+    const written: string[] = [];
+    try {
+      for (let i = 0; i < images.length; i++) {
+        if (signal.aborted) throw new AbortError();
+        await images[i]!.save(outputs[i]!);
+        written.push(outputs[i]!);
+      }
+      if (signal.aborted) throw new AbortError();
+    } catch (e) {
+      for (const f of written) fs.rmSync(f, { force: true });
+      throw e;
+    }
   } finally {
     await backbone.dispose();
   }

@@ -5,6 +5,7 @@
  */
 import { AbortError, SD3Error } from '../core/errors.js';
 import { UsageError } from './args.js';
+import { describeUnexpected } from './failure.js';
 import { VERSION } from '../pipelines/task.js';
 import { runDevices } from './devices.js';
 import { runDownload } from './download.js';
@@ -71,7 +72,7 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(`sd3 ${command}: ${e.message}\n`);
       return 1;
     }
-    process.stderr.write(`sd3 ${command}: unexpected error: ${(e as Error).stack ?? e}\n`);
+    process.stderr.write(`sd3 ${command}: ${describeUnexpected(e)}\n`);
     return 1;
   } finally {
     process.off('SIGINT', onSigint);

@@ -180,7 +180,7 @@ export interface TensorEntry {
   readonly fill: (out: Uint8Array) => void;
 }
 
-function buildHeader(entries: readonly TensorEntry[], metadata?: Record<string, string>): { header: Uint8Array; total: number } {
+function buildHeader(entries: readonly TensorEntry[], metadata?: Record<string, string>): Uint8Array {
   const obj: Record<string, unknown> = {};
   if (metadata && Object.keys(metadata).length) obj.__metadata__ = metadata;
   let offset = 0;
@@ -192,7 +192,7 @@ function buildHeader(entries: readonly TensorEntry[], metadata?: Record<string, 
   }
   let json = JSON.stringify(obj);
   json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8);
-  return { header: new TextEncoder().encode(json), total: offset };
+  return new TextEncoder().encode(json);
 }
 
 /**
@@ -200,7 +200,7 @@ function buildHeader(entries: readonly TensorEntry[], metadata?: Record<string, 
  * half-written file under the final name. Entries are written one at a time (multi-GB files are fine).
  */
 export function writeSafetensorsEntries(file: string, entries: readonly TensorEntry[], metadata?: Record<string, string>): void {
-  const { header } = buildHeader(entries, metadata);
+  const header = buildHeader(entries, metadata);
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
   const fd = fs.openSync(tmp, 'w');
   try {

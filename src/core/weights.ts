@@ -74,10 +74,6 @@ export class SafetensorsStore implements WeightStore {
     return this.renameTable(name, this.index);
   }
 
-  /** Keys present in the files (the file's own names). */
-  fileKeys(): string[] { return [...this.byKey.keys()]; }
-  hasKey(key: string): boolean { return this.byKey.has(key); }
-
   has(name: string): boolean {
     const src = this.rename(name);
     if (src === undefined) return false;

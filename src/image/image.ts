@@ -123,22 +123,30 @@ export async function readImage(file: string): Promise<RGBImage> {
 }
 
 /**
- * Nearest-neighbour resize with half-pixel centres (source pixel floor((i + 0.5) * in / out)), the convention
- * of KerasHub's TF/JAX image resize; an exact 8x reduction takes pixel 8i + 4.
+ * The source index of output index `i` in a nearest-neighbour resize from `from` to `to` samples, with
+ * half-pixel centres: floor((i + 0.5) * from / to), the convention of KerasHub's TF/JAX image resize (an exact
+ * 8x reduction takes sample 8i + 4). Images, float tensors and masks all resize through this one rule.
  */
-export function resizeNearest(img: RGBImage, width: number, height: number): RGBImage {
-  if (img.width === width && img.height === height) return img;
-  const out = new Uint8Array(width * height * 3);
-  for (let y = 0; y < height; y++) {
-    const sy = Math.min(img.height - 1, Math.floor(((y + 0.5) * img.height) / height));
-    for (let x = 0; x < width; x++) {
-      const sx = Math.min(img.width - 1, Math.floor(((x + 0.5) * img.width) / width));
-      const s = (sy * img.width + sx) * 3;
-      const d = (y * width + x) * 3;
-      out[d] = img.data[s]!;
-      out[d + 1] = img.data[s + 1]!;
-      out[d + 2] = img.data[s + 2]!;
+export function nearestSource(i: number, from: number, to: number): number {
+  return Math.min(from - 1, Math.floor(((i + 0.5) * from) / to));
+}
+
+/** Nearest-neighbour resize of channels-last pixels (any element type) with `nearestSource`'s rule. */
+export function resizeNearestHWC<T extends Uint8Array | Float32Array>(data: T, width: number, height: number, channels: number, toWidth: number, toHeight: number): T {
+  const out = new (data.constructor as { new (n: number): T })(toWidth * toHeight * channels);
+  for (let y = 0; y < toHeight; y++) {
+    const sy = nearestSource(y, height, toHeight);
+    for (let x = 0; x < toWidth; x++) {
+      const s = (sy * width + nearestSource(x, width, toWidth)) * channels;
+      const d = (y * toWidth + x) * channels;
+      for (let c = 0; c < channels; c++) out[d + c] = data[s + c]!;
     }
   }
-  return new RGBImage(width, height, out, img.metadata);
+  return out;
+}
+
+/** Nearest-neighbour resize of an RGB image (see `nearestSource`). */
+export function resizeNearest(img: RGBImage, width: number, height: number): RGBImage {
+  if (img.width === width && img.height === height) return img;
+  return new RGBImage(width, height, resizeNearestHWC(img.data, img.width, img.height, 3, width, height), img.metadata);
 }

@@ -69,15 +69,18 @@ export interface BackboneOptions {
   readonly vaeTile?: { readonly size: number; readonly overlap: number };
 }
 
-/** A model loaded on first use, releasable. */
-class Lazy<T extends { dispose(): Promise<void> }> {
+/** A model loaded on first use, releasable (exported for its tests). */
+export class Lazy<T extends { dispose(): Promise<void> }> {
   private value: Promise<T> | undefined;
   constructor(private readonly make: () => Promise<T>) {}
   get loaded(): boolean { return this.value !== undefined; }
   get(): Promise<T> {
-    this.value ??= this.make();
-    this.value.catch(() => { this.value = undefined; });
-    return this.value;
+    if (this.value) return this.value;
+    const p = this.make();
+    this.value = p;
+    // A failed load is forgotten (the next get() retries), unless a newer load has replaced it meanwhile.
+    p.catch(() => { if (this.value === p) this.value = undefined; });
+    return p;
   }
   async release(): Promise<void> {
     const v = this.value;
@@ -130,7 +133,6 @@ export class SD3Backbone {
     this.vae = new Lazy(() => VAE.load(weights.vae, runtime));
   }
 
-  get hasT5(): boolean { return this.t5 !== undefined; }
   get shift(): number { return this.weights.shift; }
 
   /** Pixels per latent cell (8 for SD3). */
@@ -188,16 +190,6 @@ export class SD3Backbone {
     const image = await vae.decode(fromModelSpace(latent), this.options.vaeTile ? { tile: this.options.vaeTile } : {});
     if (this.options.lowMemory) await vae.release('decoder');
     return image;
-  }
-
-  /** Loads every model now (otherwise each loads on first use). */
-  async loadAll(): Promise<void> {
-    await Promise.all([this.clipL.get(), this.clipG.get(), this.mmdit.get(), this.vae.get(), this.t5?.get()]);
-  }
-
-  /** Releases the text encoders (e.g. between encoding and denoising, to bound memory). */
-  async releaseTextEncoders(): Promise<void> {
-    await Promise.all([this.clipL.release(), this.clipG.release(), this.t5?.release()]);
   }
 
   async dispose(): Promise<void> {

@@ -4,13 +4,14 @@
  */
 import { SD3Error, describe } from '../core/errors.js';
 import { type Tensor, tensor } from '../core/tensor.js';
-import { RGBImage, resizeNearest } from '../image/image.js';
+import { RGBImage, nearestSource, resizeNearest, resizeNearestHWC } from '../image/image.js';
+import { uint8ToImage } from '../image/pixels.js';
 import { checkSeed, randomSeed } from '../sampler/noise.js';
 import type { StepInfo } from './denoise.js';
 
 export type PromptInput = string | readonly string[] | { readonly prompts: string | readonly string[]; readonly negativePrompts?: string | readonly string[] };
 
-/** An image: 8-bit RGB, or a [H, W, 3] tensor (float32 in [-1, 1], or uint8). */
+/** An image: 8-bit RGB, or a [H, W, 3] tensor (float32 in [-1, 1], passed to the VAE as given; or uint8). */
 export type ImageLike = RGBImage | Tensor;
 /** A mask (1 / true / white = repaint): [H, W] tensor (bool, uint8 0..255 or float32 0..1), or an RGB image (red channel). */
 export type MaskLike = RGBImage | Tensor;
@@ -84,14 +85,29 @@ export interface Resolved {
   readonly strength: number;
 }
 
-export function resolveOptions(o: StrengthOptions | undefined, batch: number, defaults: { numSteps: number; strength: number }): Resolved {
+/** A task's defaults (KerasHub's): steps, guidance and, for the image tasks, strength (text-to-image: 1). */
+export interface TaskDefaults {
+  readonly numSteps: number;
+  readonly guidanceScale: number;
+  readonly strength?: number;
+}
+
+/**
+ * The most denoising steps one call takes: far beyond any sampler's use (SD3 runs 28-50), so that a mistyped
+ * number is refused with a message instead of allocating a schedule of its size (4 MB at this bound) or
+ * failing deep in the runtime. Servers set their own, lower cap.
+ */
+export const MAX_STEPS = 1_000_000;
+
+export function resolveOptions(o: StrengthOptions | undefined, batch: number, defaults: TaskDefaults): Resolved {
   const opts = o ?? {};
   if (typeof opts !== 'object') throw new SD3Error(`options must be an object, got ${describe(opts)}`);
   const numSteps = opts.numSteps ?? defaults.numSteps;
   if (!Number.isInteger(numSteps) || numSteps < 1) throw new SD3Error(`numSteps must be an integer >= 1, got ${describe(numSteps)}`);
-  const guidanceScale = opts.guidanceScale ?? 7.0;
+  if (numSteps > MAX_STEPS) throw new SD3Error(`numSteps must be at most ${MAX_STEPS}, got ${numSteps}`);
+  const guidanceScale = opts.guidanceScale ?? defaults.guidanceScale;
   if (typeof guidanceScale !== 'number' || !Number.isFinite(guidanceScale)) throw new SD3Error(`guidanceScale must be a finite number, got ${describe(guidanceScale)}`);
-  const strength = opts.strength ?? defaults.strength;
+  const strength = opts.strength ?? defaults.strength ?? 1;
   if (typeof strength !== 'number' || !(strength >= 0 && strength <= 1)) throw new SD3Error(`strength must be a number in [0, 1], got ${describe(strength)}`);
   let seeds: number[];
   if (opts.seeds !== undefined) {
@@ -113,40 +129,51 @@ export function asList<T>(v: T | readonly T[], what: string, n: number): T[] {
   return list;
 }
 
-/** An image as 8-bit RGB of exactly width x height (nearest-neighbour resize, as KerasHub does). */
-export function toRGB(img: ImageLike, i: number, width: number, height: number): RGBImage {
-  let rgb: RGBImage;
-  if (img instanceof RGBImage) {
-    rgb = img;
-  } else if (img && typeof img === 'object' && 'shape' in img && 'data' in img) {
-    const t = img as Tensor;
-    if (t.shape.length !== 3 || t.shape[2] !== 3) throw new SD3Error(`images[${i}] must be [height, width, 3] (channels last), got [${t.shape.join(', ')}]`);
-    const [h, w] = t.shape as [number, number, number];
-    const out = new Uint8Array(h * w * 3);
-    if (t.dtype === 'uint8') out.set(t.data as Uint8Array);
-    else if (t.dtype === 'float32') {
-      const d = t.data as Float32Array;
-      for (let k = 0; k < out.length; k++) {
-        const v = d[k]!;
-        if (!(v >= -1.0001 && v <= 1.0001)) throw new SD3Error(`images[${i}] float values must be in [-1, 1], found ${v}`);
-        out[k] = Math.round(Math.min(1, Math.max(0, (v + 1) / 2)) * 255);
-      }
-    } else throw new SD3Error(`images[${i}] must be float32 in [-1, 1] or uint8, got ${t.dtype}`);
-    rgb = new RGBImage(w, h, out);
-  } else {
+/**
+ * An input image as the VAE takes it: float32 [3, height, width] in [-1, 1], resized to width x height
+ * (nearest, as KerasHub). 8-bit pixels (RGBImage or a uint8 tensor) go through `uint8ToImage`, the
+ * reference's x / 255 * 2 - 1 in float32; float32 tensors are used as given (KerasHub passes floats to the VAE
+ * unchanged), so they are not quantized to 8 bits on the way.
+ */
+export function toImageCHW(img: ImageLike, i: number, width: number, height: number): Float32Array {
+  if (img instanceof RGBImage) return rgbToCHW(resizeNearest(img, width, height));
+  if (!img || typeof img !== 'object' || !('shape' in img) || !('data' in img)) {
     throw new SD3Error(`images[${i}] must be an RGBImage or a [height, width, 3] tensor, got ${describe(img)}`);
   }
-  return resizeNearest(rgb, width, height);
+  const t = img as Tensor;
+  if (t.shape.length !== 3 || t.shape[2] !== 3) throw new SD3Error(`images[${i}] must be [height, width, 3] (channels last), got [${t.shape.join(', ')}]`);
+  const [h, w] = t.shape as [number, number, number];
+  if (t.dtype === 'uint8') return rgbToCHW(resizeNearest(new RGBImage(w, h, t.data as Uint8Array), width, height));
+  if (t.dtype !== 'float32') throw new SD3Error(`images[${i}] must be float32 in [-1, 1] or uint8, got ${t.dtype}`);
+  const d = t.data as Float32Array;
+  if (d.length !== h * w * 3) throw new SD3Error(`images[${i}] has ${d.length} values, its shape [${t.shape.join(', ')}] needs ${h * w * 3}`);
+  for (let k = 0; k < d.length; k++) {
+    const v = d[k]!;
+    if (!(v >= -1.0001 && v <= 1.0001)) throw new SD3Error(`images[${i}] float values must be in [-1, 1], found ${v}`);
+  }
+  const hwc = resizeNearestHWC(d, w, h, 3, width, height);
+  const plane = width * height;
+  const out = new Float32Array(3 * plane);
+  for (let p = 0; p < plane; p++) for (let c = 0; c < 3; c++) out[c * plane + p] = hwc[p * 3 + c]!;
+  return out;
 }
 
-/** RGB images -> [B, 3, H, W] float32 in [-1, 1]. */
+function rgbToCHW(img: RGBImage): Float32Array {
+  return uint8ToImage(tensor('uint8', [1, img.height, img.width, 3], img.data)).data;
+}
+
+/** Per-image [3, H, W] planes (from toImageCHW) -> one [B, 3, H, W] tensor. */
+export function stackImages(images: readonly Float32Array[], width: number, height: number): Tensor<'float32'> {
+  const per = 3 * width * height;
+  const out = new Float32Array(images.length * per);
+  images.forEach((img, b) => out.set(img, b * per));
+  return tensor('float32', [images.length, 3, height, width], out);
+}
+
+/** RGB images of one size -> [B, 3, H, W] float32 in [-1, 1] (the pipeline's own conversion). */
 export function imagesToTensor(images: readonly RGBImage[]): Tensor<'float32'> {
   const { width: W, height: H } = images[0]!;
-  const out = new Float32Array(images.length * 3 * H * W);
-  images.forEach((img, b) => {
-    for (let p = 0; p < H * W; p++) for (let c = 0; c < 3; c++) out[((b * 3 + c) * H * W) + p] = (img.data[p * 3 + c]! / 255) * 2 - 1;
-  });
-  return tensor('float32', [images.length, 3, H, W], out);
+  return stackImages(images.map((img) => rgbToCHW(img)), W, H);
 }
 
 /**
@@ -172,7 +199,7 @@ export function maskToLatent(mask: MaskLike, i: number, width: number, height: n
   } else {
     throw new SD3Error(`masks[${i}] must be an RGBImage or a [height, width] tensor, got ${describe(mask)}`);
   }
-  const pick = (n: number, from: number, to: number) => Math.min(from - 1, Math.floor(((n + 0.5) * from) / to));
+  const pick = nearestSource;
   const out = new Float32Array(lw * lh);
   for (let y = 0; y < lh; y++) {
     const iy = pick(y, height, lh); // pixel row at image size

@@ -1,12 +1,29 @@
-/** What the three tasks share: the backbone, the preprocessor, the image size, and the steps around the loop. */
+/**
+ * What the three tasks share: the backbone, the preprocessor, the image size, and `run`, the one generation
+ * scaffold (encode the prompts, encode the image, noise, denoise, decode, tag the images with their parameters).
+ */
 import { AbortError, SD3Error } from '../core/errors.js';
 import { type Tensor, tensor } from '../core/tensor.js';
 import { RGBImage } from '../image/image.js';
 import { imageToUint8 } from '../image/pixels.js';
+import { sigmaSchedule, startIndex } from '../sampler/flow-match.js';
+import { batchNoise } from '../sampler/noise.js';
 import type { SD3Backbone } from './backbone.js';
 import type { Conditioning } from './denoise.js';
-import type { Prompts } from './inputs.js';
+import { type GenerateOptions, type ImageLike, type MaskLike, type Prompts, type Resolved, type TaskDefaults, maskToLatent, resolveOptions, stackImages, toImageCHW } from './inputs.js';
 import type { SD3Preprocessor } from './preprocessor.js';
+
+export type TaskName = 'text-to-image' | 'image-to-image' | 'inpaint';
+
+/** What one task call hands to `SD3Task.run`: its prompts and, for the image tasks, its images and masks. */
+export interface RunInput {
+  readonly task: TaskName;
+  readonly prompts: Prompts;
+  /** One per prompt (already broadcast); absent for text-to-image. */
+  readonly images?: readonly ImageLike[];
+  /** Inpainting: one per prompt. */
+  readonly masks?: readonly MaskLike[];
+}
 
 export interface ImageShape {
   readonly width: number;
@@ -16,8 +33,64 @@ export interface ImageShape {
 export const VERSION = '0.1.0';
 
 export abstract class SD3Task {
+  /** KerasHub's defaults of the task (each subclass declares its own). */
+  static readonly defaults: TaskDefaults = { numSteps: 28, guidanceScale: 7.0 };
+
   constructor(readonly backbone: SD3Backbone, readonly preprocessor: SD3Preprocessor, readonly imageShape: ImageShape) {
     checkImageShape(imageShape, backbone);
+  }
+
+  /** The defaults of the class this task was made from (a subclass may declare others). */
+  get defaults(): TaskDefaults {
+    return (this.constructor as typeof SD3Task).defaults;
+  }
+
+  /**
+   * The generation every task runs: options checked, inputs converted at imageShape (masks to the latent grid),
+   * prompts encoded, the image encoded (image tasks), noise drawn per seed, the loop from the strength's first
+   * step, the decode. An abort seen after the last step or after the decode still ends in an AbortError, so
+   * that nothing is returned (and nothing saved) for a run that was asked to stop.
+   */
+  protected async run(input: RunInput, options: GenerateOptions & { readonly strength?: number } | undefined): Promise<RGBImage[]> {
+    const p = input.prompts;
+    const B = p.prompts.length;
+    const o = resolveOptions(options, B, input.images ? this.defaults : { ...this.defaults, strength: 1 });
+    const signal = options?.signal;
+    const { width, height } = this.imageShape;
+    const images = input.images?.map((img, i) => toImageCHW(img, i, width, height));
+    const shape = await this.latentShape(B);
+    const [, C, lh, lw] = shape;
+    let mask: Float32Array | undefined;
+    if (input.masks) {
+      mask = new Float32Array(B * lh * lw);
+      input.masks.forEach((m, i) => mask!.set(maskToLatent(m, i, width, height, lw, lh), i * lh * lw));
+    }
+    const cond = await this.encodePrompts(p, o.guidanceScale, signal);
+    const init = images ? await this.backbone.encodeImage(stackImages(images, width, height), o.seeds) : undefined;
+    const noise = batchNoise(o.seeds, C * lh * lw);
+    const sigmas = sigmaSchedule(o.numSteps, this.backbone.shift);
+    // Image tasks start at KerasHub's and the reference's int(numSteps * (1 - strength)).
+    const start = images ? startIndex(o.numSteps, o.strength) : 0;
+    const latent = await this.backbone.denoise({
+      shape, noise, sigmas, start, cond, guidanceScale: o.guidanceScale,
+      ...(init ? { init } : {}),
+      ...(mask ? { mask } : {}),
+      ...(options?.onStep ? { onStep: options.onStep } : {}),
+      ...(signal ? { signal } : {}),
+    });
+    if (signal?.aborted) throw new AbortError();
+    const out = await this.decodeImages(latent, shape, (i) => this.meta(input.task, p, o, i), cond.truncated);
+    if (signal?.aborted) throw new AbortError();
+    return out;
+  }
+
+  /** The generation parameters of image i, as stored in its PNG metadata. */
+  protected meta(task: TaskName, p: Prompts, o: Resolved, i: number): Record<string, unknown> {
+    return {
+      task, prompt: p.prompts[i], negativePrompt: p.negatives[i], seed: o.seeds[i], numSteps: o.numSteps,
+      ...(task === 'text-to-image' ? {} : { strength: o.strength }),
+      guidanceScale: o.guidanceScale, shift: this.backbone.shift, width: this.imageShape.width, height: this.imageShape.height, sampler: 'euler',
+    };
   }
 
   /** Latent shape [B, 16, H/8, W/8]. */

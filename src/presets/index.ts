@@ -20,7 +20,7 @@ export const PRESETS = ['stable_diffusion_3_medium', 'tiny-random'] as const;
 export interface PresetOptions extends BackboneOptions {
   /** Output size: { width, height } or KerasHub's [height, width, 3]. Default 1024x1024 (256x256 for tiny-random). */
   readonly imageShape?: ImageShape | readonly [number, number, number?];
-  /** Use T5-XXL when available (default false, as KerasHub: 77 zero rows instead). Needs ~19 GB in float32. */
+  /** Use T5-XXL when available (default false, as KerasHub: 77 zero rows instead); see README "Memory". */
   readonly t5?: boolean;
   /** Hub downloads: revision, progress, cancellation. */
   readonly revision?: string;
@@ -34,8 +34,26 @@ export interface LoadedPreset {
   readonly imageShape: ImageShape;
 }
 
-function shapeOf(s: PresetOptions['imageShape'], fallback: number): ImageShape {
-  if (s === undefined) return { width: fallback, height: fallback };
+/** The largest side SD3 Medium's MMDiT position grid covers (pos_embed_max_size 192 x 16 pixels per cell). */
+const SD3_MEDIUM_MAX_SIDE = 3072;
+
+/**
+ * The one default-size rule (generate, serve and fromPreset): 1024x1024 (256x256 for tiny-random); with an
+ * input image, the image's size rounded to multiples of 16 and, when a side exceeds the model's position grid
+ * (3072 for SD3 Medium, 1024 for tiny-random), scaled down with its aspect ratio kept so that it fits. It needs
+ * no loaded model, so a size that cannot work is known before any download.
+ */
+export function defaultImageShape(preset: string, image?: { readonly width: number; readonly height: number }): ImageShape {
+  const tiny = preset === 'tiny-random';
+  if (!image) return tiny ? { width: 256, height: 256 } : { width: 1024, height: 1024 };
+  const max = tiny ? 1024 : SD3_MEDIUM_MAX_SIDE;
+  const scale = Math.min(1, max / image.width, max / image.height);
+  const side = (n: number) => Math.min(max, Math.max(16, Math.round((n * scale) / 16) * 16));
+  return { width: side(image.width), height: side(image.height) };
+}
+
+function shapeOf(s: PresetOptions['imageShape'], preset: string): ImageShape {
+  if (s === undefined) return defaultImageShape(preset);
   if (Array.isArray(s)) {
     if ((s.length !== 2 && s.length !== 3) || (s.length === 3 && s[2] !== 3)) {
       throw new SD3Error(`imageShape as an array must be [height, width] or [height, width, 3] (KerasHub's), got ${JSON.stringify(s)}`);
@@ -52,7 +70,7 @@ export async function loadPreset(preset: string, opts: PresetOptions = {}): Prom
   const backboneOpts: BackboneOptions = opts;
   if (preset === 'tiny-random') {
     const { weights, preprocessor } = tinyRandomWeights();
-    return { backbone: new SD3Backbone(weights, backboneOpts), preprocessor, imageShape: shapeOf(opts.imageShape, 256) };
+    return { backbone: new SD3Backbone(weights, backboneOpts), preprocessor, imageShape: shapeOf(opts.imageShape, preset) };
   }
   let target: string;
   if (fs.existsSync(preset)) {
@@ -83,5 +101,5 @@ export async function loadPreset(preset: string, opts: PresetOptions = {}): Prom
     target = m[2] ? d.files[m[2]]! : d.snapshotDir;
   }
   const { weights, preprocessor } = openCheckpoint(target, { t5: opts.t5 ?? false });
-  return { backbone: new SD3Backbone(weights, backboneOpts), preprocessor, imageShape: shapeOf(opts.imageShape, 1024) };
+  return { backbone: new SD3Backbone(weights, backboneOpts), preprocessor, imageShape: shapeOf(opts.imageShape, preset) };
 }

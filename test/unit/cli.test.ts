@@ -13,7 +13,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { decodeImage, readPNGText } from '../../src/image/image.js';
-import { TextToImage } from '../../src/pipelines/text-to-image.js';
+import { TextToImage } from '../../src/presets/tasks.js';
 import { REPO, runCLI } from '../helpers/cli.js';
 import { assertSamePixels, testImage } from '../helpers/tiny.js';
 
@@ -134,6 +134,8 @@ describe('sd3 bad usage: exit 2, a message on stderr, no output file (compiled c
   const cases: [string, (dir: string) => string[], RegExp][] = [
     ['--steps 0', () => ['--steps', '0'], /--steps must be an integer >= 1, got "0"/],
     ['--steps 2.5', () => ['--steps', '2.5'], /--steps must be an integer >= 1, got "2.5"/],
+    ['--steps 99999999999', () => ['--steps', '99999999999'], /--steps must be at most 1000000, got "99999999999"/],
+    ['--batch 1000', () => ['--batch', '1000'], /--batch must be at most 64, got "1000"/],
     ['--width 100', () => ['--width', '100'], /--width must be a multiple of 16, got 100/],
     ['--seed=-1', () => ['--seed=-1'], /--seed must be an integer >= 0, got "-1"/],
     ['missing --prompt', (dir) => ['-o', path.join(dir, 'out.png')], /--prompt is required/],

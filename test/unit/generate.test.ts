@@ -13,10 +13,8 @@ import { RGBImage, decodeImage, readImage, readPNGText, resizeNearest } from '..
 import { imageToUint8 } from '../../src/image/pixels.js';
 import { MMDiT } from '../../src/models/mmdit.js';
 import type { StepInfo } from '../../src/pipelines/denoise.js';
-import { ImageToImage } from '../../src/pipelines/image-to-image.js';
-import { Inpaint } from '../../src/pipelines/inpaint.js';
 import { imagesToTensor } from '../../src/pipelines/inputs.js';
-import { TextToImage } from '../../src/pipelines/text-to-image.js';
+import { ImageToImage, Inpaint, TextToImage } from '../../src/presets/tasks.js';
 import { startIndex } from '../../src/sampler/flow-match.js';
 import {
   TINY, TINY_OPTIONS, assertDifferentPixels, assertSamePixels, maskImage, parameters, rejectsWithSD3Error, testImage,
@@ -68,8 +66,12 @@ function uint8Tensor(img: RGBImage): Tensor<'uint8'> {
   return tensor('uint8', [img.height, img.width, 3], Uint8Array.from(img.data));
 }
 
+/**
+ * The picture as float32 in [-1, 1], computed in float32 steps as the reference (and uint8ToImage) do: float
+ * inputs go to the VAE unquantized, so the same values must be given for the same result.
+ */
 function floatTensor(img: RGBImage): Tensor<'float32'> {
-  return tensor('float32', [img.height, img.width, 3], Float32Array.from(img.data, (v) => (v / 255) * 2 - 1));
+  return tensor('float32', [img.height, img.width, 3], Float32Array.from(img.data, (v) => Math.fround(Math.fround(Math.fround(v / 255) * 2) - 1)));
 }
 
 describe('seeds and reproducibility', () => {
@@ -225,6 +227,14 @@ describe('image-to-image', () => {
     assertSamePixels(await i2i.generate({ images: uint8Tensor(picture), prompts: 'a barn' }, options), fromImage, 'uint8 tensor vs RGBImage');
     assertSamePixels(await i2i.generate({ images: floatTensor(picture), prompts: 'a barn' }, options), fromImage, 'float tensor vs RGBImage');
     assertDifferentPixels(await i2i.generate({ images: testImage(64, 64, 99), prompts: 'a barn' }, options), fromImage, 'another input image');
+  });
+
+  it('passes float32 inputs to the VAE as given, not rounded to 8 bits', async () => {
+    // Values between two 8-bit codes: quantizing them first would give the uint8 picture's latents exactly.
+    const f = floatTensor(picture);
+    const between = tensor('float32', f.shape, Float32Array.from(f.data as Float32Array, (v) => Math.max(-1, Math.min(1, v + 0.4 / 255))));
+    const options = { numSteps: 3, strength: 0.6, seed: 11 };
+    assertDifferentPixels(await i2i.generate({ images: between, prompts: 'a barn' }, options), await i2i.generate({ images: picture, prompts: 'a barn' }, options), 'in-between floats vs the 8-bit picture');
   });
 
   it('resizes an input of another size to imageShape (nearest)', async () => {

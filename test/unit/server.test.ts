@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AbortError } from '../../src/core/errors.js';
 import { decodeImage, readPNGText } from '../../src/image/image.js';
-import { TextToImage } from '../../src/pipelines/text-to-image.js';
+import { TextToImage } from '../../src/presets/tasks.js';
 import { type ServerHandle, startServer } from '../../src/cli/serve.js';
 import { TINY_OPTIONS, assertSamePixels } from '../helpers/tiny.js';
 
