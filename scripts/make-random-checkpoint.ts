@@ -6,7 +6,8 @@
  * For benchmarks only; never commit the output (about 6 GB, 15.5 GB with --t5).
  */
 import * as fs from 'node:fs';
-import { writeSafetensorsEntries } from '../src/core/safetensors.js';
+import { AbortError } from '../src/core/errors.js';
+import { writeSafetensorsEntriesAsync } from '../src/core/safetensors.js';
 import { f32ToF16, numel } from '../src/core/tensor.js';
 import { gaussian } from '../src/sampler/noise.js';
 import { type LayoutEntry, sd3MediumLayout } from '../src/presets/layout.js';
@@ -47,7 +48,7 @@ class Filler {
   }
 }
 
-function main(): void {
+async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const file = args.find((a) => !a.startsWith('--'));
   if (!file) {
@@ -63,7 +64,12 @@ function main(): void {
   let done = 0;
   let lastPct = -1;
   const t0 = performance.now();
-  writeSafetensorsEntries(file, layout.map((e) => ({
+  // Ctrl-C stops between tensors and removes the partial file (a kill leaves .<name>.<pid>.tmp, which the next
+  // write of the same path sweeps).
+  const controller = new AbortController();
+  process.once('SIGINT', () => { process.stderr.write('\ninterrupted: removing the partial file\n'); controller.abort(); });
+  try {
+    await writeSafetensorsEntriesAsync(file, layout.map((e) => ({
     name: e.name,
     dtype: 'float16' as const,
     shape: e.shape,
@@ -73,9 +79,13 @@ function main(): void {
       const pct = Math.floor((100 * done) / total);
       if (pct !== lastPct && pct % 10 === 0) { lastPct = pct; process.stderr.write(`${pct}% `); }
     },
-  })), { format: 'pt', note: 'random weights at SD3 Medium shapes (sd3-ts benchmark); not a real model' });
+    })), { format: 'pt', note: 'random weights at SD3 Medium shapes (sd3-ts benchmark); not a real model' }, { signal: controller.signal });
+  } catch (e) {
+    if (e instanceof AbortError) process.exit(130);
+    throw e;
+  }
   const size = fs.statSync(file).size;
   console.error(`\nwrote ${file}: ${layout.length} tensors, ${(total / 1e9).toFixed(2)} B parameters, ${(size / 2 ** 30).toFixed(2)} GiB in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
 }
 
-main();
+await main();

@@ -7,7 +7,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { FileFormatError, SD3Error } from './errors.js';
+import { AbortError, FileFormatError, SD3Error } from './errors.js';
 import { BYTES_PER_ELEMENT, type DType, type Tensor, numel, tensor, viewBytes } from './tensor.js';
 
 /** Largest header accepted (the same bound the reference Rust implementation uses). */
@@ -97,6 +97,48 @@ export class SafetensorsFile {
   }
 }
 
+/**
+ * Validates a safetensors header held in memory (the first bytes of a file of `fileSize` bytes; by default
+ * the buffer is the whole file). The same checks as SafetensorsFile.open; for tests and fuzzing.
+ */
+export function parseSafetensorsHeader(bytes: Uint8Array, label = 'safetensors bytes', fileSize = bytes.length): { headerLength: number; metadata: Record<string, string>; tensors: TensorInfo[] } {
+  const { headerLength, metadata, infos } = parseHeader(label, fileSize, (buf, pos) => {
+    const part = bytes.subarray(Math.min(pos, bytes.length), Math.min(pos + buf.length, bytes.length));
+    buf.set(part);
+    return part.length;
+  });
+  return { headerLength, metadata, tensors: [...infos.values()] };
+}
+
+/**
+ * The keys of a JSON object's top level, in order, duplicates included (JSON.parse keeps the last of a
+ * duplicated key silently). `text` must already be valid JSON; hand-written because no JSON library at hand
+ * reports duplicates, and it is one linear pass.
+ */
+export function topLevelKeys(text: string): string[] {
+  const keys: string[] = [];
+  let depth = 0;
+  let expectKey = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (c === '"') {
+      let j = i + 1;
+      while (text[j] !== '"') j += text[j] === '\\' ? 2 : 1;
+      if (depth === 1 && expectKey) keys.push(JSON.parse(text.slice(i, j + 1)) as string);
+      expectKey = false;
+      i = j;
+    } else if (c === '{' || c === '[') {
+      depth++;
+      expectKey = depth === 1 && c === '{';
+    } else if (c === '}' || c === ']') {
+      depth--;
+    } else if (c === ',' && depth === 1) {
+      expectKey = true;
+    }
+  }
+  return keys;
+}
+
 function parseHeader(
   file: string,
   size: number,
@@ -126,6 +168,12 @@ function parseHeader(
     throw bad(`header is not valid JSON (${(e as Error).message})`);
   }
   if (typeof json !== 'object' || json === null || Array.isArray(json)) throw bad('header is not a JSON object');
+  const keys = topLevelKeys(text);
+  if (keys.length !== Object.keys(json).length) {
+    const seen = new Set<string>();
+    const dup = keys.find((k) => (seen.has(k) ? true : (seen.add(k), false)));
+    throw bad(`tensor "${dup}" is listed twice in the header`);
+  }
 
   const dataSize = size - 8 - headerLength;
   const metadata: Record<string, string> = {};
@@ -195,13 +243,56 @@ function buildHeader(entries: readonly TensorEntry[], metadata?: Record<string, 
   return new TextEncoder().encode(json);
 }
 
+/** The temporary name a write of `file` by this process goes through (swept by `sweepStaleTemps` if left). */
+function tempName(file: string): string {
+  return path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
+}
+
+/**
+ * Removes temporary files that an earlier write of `file` left behind when its process was killed (or ran out
+ * of memory): `.<name>.<pid>.tmp` whose process no longer exists. Writes by live processes are left alone.
+ * Returns the removed paths.
+ */
+export function sweepStaleTemps(file: string): string[] {
+  const dir = path.dirname(file);
+  const prefix = `.${path.basename(file)}.`;
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  for (const name of names) {
+    if (!name.startsWith(prefix) || !name.endsWith('.tmp')) continue;
+    const pid = Number(name.slice(prefix.length, -'.tmp'.length));
+    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid || isAlive(pid)) continue;
+    try {
+      fs.rmSync(path.join(dir, name), { force: true });
+      removed.push(path.join(dir, name));
+    } catch { /* another process swept it first */ }
+  }
+  return removed;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as { code?: string }).code === 'EPERM';
+  }
+}
+
 /**
  * Writes a safetensors file through a temporary file renamed into place, so a failure never leaves a
  * half-written file under the final name. Entries are written one at a time (multi-GB files are fine).
+ * Blocks the event loop until done: long writes use writeSafetensorsEntriesAsync.
  */
 export function writeSafetensorsEntries(file: string, entries: readonly TensorEntry[], metadata?: Record<string, string>): void {
   const header = buildHeader(entries, metadata);
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
+  sweepStaleTemps(file);
+  const tmp = tempName(file);
   const fd = fs.openSync(tmp, 'w');
   try {
     const len = new Uint8Array(8);
@@ -220,6 +311,49 @@ export function writeSafetensorsEntries(file: string, entries: readonly TensorEn
     try { fs.closeSync(fd); } catch { /* already closed */ }
     fs.rmSync(tmp, { force: true });
     throw err;
+  }
+}
+
+export interface AsyncWriteOptions {
+  /** Checked before each entry: an abort removes the temporary file and rejects with an AbortError. */
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * writeSafetensorsEntries without blocking: the event loop runs between entries (a Ctrl-C handler gets to run
+ * during a build of minutes), the signal is checked before each entry, and the temporary file is removed on any
+ * failure, on abort, and when the process exits meanwhile (process.exit); a kill leaves it to sweepStaleTemps.
+ */
+export async function writeSafetensorsEntriesAsync(file: string, entries: readonly TensorEntry[], metadata?: Record<string, string>, opts: AsyncWriteOptions = {}): Promise<void> {
+  const header = buildHeader(entries, metadata);
+  sweepStaleTemps(file);
+  const tmp = tempName(file);
+  const onExit = () => { try { fs.rmSync(tmp, { force: true }); } catch { /* exiting anyway */ } };
+  process.on('exit', onExit);
+  const handle = await fs.promises.open(tmp, 'w');
+  let closed = false;
+  try {
+    const len = new Uint8Array(8);
+    new DataView(len.buffer).setBigUint64(0, BigInt(header.length), true);
+    await handle.write(len);
+    await handle.write(header);
+    for (const e of entries) {
+      if (opts.signal?.aborted) throw new AbortError('stopped while writing ' + file);
+      const bytes = new Uint8Array(numel(e.shape) * BYTES_PER_ELEMENT[e.dtype]);
+      e.fill(bytes);
+      let done = 0;
+      while (done < bytes.length) done += (await handle.write(bytes, done, bytes.length - done)).bytesWritten;
+    }
+    await handle.close();
+    closed = true;
+    if (opts.signal?.aborted) throw new AbortError('stopped while writing ' + file);
+    await fs.promises.rename(tmp, file);
+  } catch (err) {
+    if (!closed) await handle.close().catch(() => {});
+    await fs.promises.rm(tmp, { force: true });
+    throw err;
+  } finally {
+    process.off('exit', onExit);
   }
 }
 

@@ -17,7 +17,8 @@ import { clipConfigFromHF } from '../models/clip.js';
 import { t5ConfigFromHF } from '../models/t5.js';
 import { DIFFUSERS_FOLDERS, diffusersCLIP, diffusersT5, diffusersTransformer, diffusersVAE } from '../formats/diffusers.js';
 import { type ComponentName, SINGLE_FILE_PREFIX, componentsIn, prefixTable, standaloneEncoderKind } from '../formats/single-file.js';
-import { openInt8Cache } from '../quant/int8.js';
+import { hfHome, hubCacheDir } from '../hub/index.js';
+import { openInt8Cache, openInt8CacheAsync } from '../quant/int8.js';
 import { DEFAULT_SHIFT } from '../sampler/flow-match.js';
 import { CLIPTokenizer } from '../tokenizers/clip-bpe.js';
 import { T5Tokenizer } from '../tokenizers/t5-unigram.js';
@@ -42,11 +43,35 @@ function store(files: SafetensorsFile[], table: RenameTable, label: string): Saf
   return new SafetensorsStore(files, table, label);
 }
 
-function int8For(stores: Partial<Record<string, SafetensorsStore | undefined>>) {
-  return (model: 'mmdit' | 't5' | 'clipL' | 'clipG', names: readonly string[]) => {
+/**
+ * Where the int8 cache of a component goes: next to its first weight file, except for files in the Hugging
+ * Face hub cache (blobs named by their hash, which belong to huggingface_hub): those get
+ * `$HF_HOME/sd3-ts/int8/<blob>.<component>.int8.safetensors`.
+ */
+export function int8CacheFile(firstWeightFile: string, component: string, env: NodeJS.ProcessEnv = process.env): string {
+  const hub = path.resolve(hubCacheDir(env));
+  const real = path.resolve(firstWeightFile);
+  const base = `${path.basename(real).replace(/\.safetensors$/, '')}.${component}.int8.safetensors`;
+  if (real.startsWith(hub + path.sep)) return path.join(hfHome(env), 'sd3-ts', 'int8', base);
+  return path.join(path.dirname(real), base);
+}
+
+function int8For(stores: Partial<Record<string, SafetensorsStore | undefined>>): Pick<SD3Weights, 'quantize' | 'quantizeAsync'> {
+  const storeOf = (model: string) => {
     const s = stores[model];
     if (!s) throw new SD3Error(`no ${model} weights to quantize`);
-    return openInt8Cache(s, names, model);
+    return s;
+  };
+  const file = (s: SafetensorsStore, model: string) => ({ file: int8CacheFile(s.files[0]!.path, model) });
+  return {
+    quantize: (model, names) => {
+      const s = storeOf(model);
+      return openInt8Cache(s, names, model, file(s, model));
+    },
+    quantizeAsync: (model, names, opts = {}) => {
+      const s = storeOf(model);
+      return openInt8CacheAsync(s, names, model, { ...file(s, model), ...(opts.signal ? { signal: opts.signal } : {}) });
+    },
   };
 }
 
@@ -105,7 +130,7 @@ function openSingleFile(file: string, opts: OpenOptions): OpenedCheckpoint {
       mmdit: parts.mmdit!, vae: parts.vae!, clipL: parts.clipL!, clipG: parts.clipG!,
       t5: opts.t5 ? requireT5(parts.t5, file) : undefined,
       shift: DEFAULT_SHIFT,
-      quantize: int8For(parts),
+      ...int8For(parts),
       close: () => { for (const f of opened) f.close(); },
     },
     preprocessor: new SD3Preprocessor(CLIPTokenizer.default(), CLIPTokenizer.default(), opts.t5 ? t5TokenizerNear(dir) : undefined),
@@ -199,7 +224,7 @@ export function openDiffusers(dir: string, opts: OpenOptions = {}): OpenedCheckp
         clipLConfig: clipConfigFromHF(cfg('clipL')),
         clipGConfig: clipConfigFromHF(cfg('clipG')),
         ...(opts.t5 ? { t5Config: t5ConfigFromHF(cfg('t5')) } : {}),
-        quantize: int8For({ mmdit, t5, clipL, clipG }),
+        ...int8For({ mmdit, t5, clipL, clipG }),
         close: () => { for (const f of opened) f.close(); },
       },
       preprocessor: new SD3Preprocessor(tok('tokenizerL'), tok('tokenizerG'), opts.t5 ? diffusersT5Tokenizer(dir) : undefined),

@@ -34,8 +34,10 @@ export interface SD3Weights {
   readonly t5Config?: Partial<T5Config>;
   /** Flow-matching shift (3.0 for SD3 Medium). */
   readonly shift: number;
-  /** int8 Linear weights for the named Linear layers of a model (cached next to the checkpoint). */
+  /** int8 Linear weights for the named Linear layers of a model (cached next to the checkpoint); blocks while it builds (scripts). */
   readonly quantize?: (model: 'mmdit' | 't5' | 'clipL' | 'clipG', linearNames: readonly string[]) => QuantizedLinears;
+  /** The same cache built without blocking the event loop and stoppable by the signal (what the backbone uses). */
+  readonly quantizeAsync?: (model: 'mmdit' | 't5' | 'clipL' | 'clipG', linearNames: readonly string[], opts?: { readonly signal?: AbortSignal }) => Promise<QuantizedLinears>;
   /** Closes open files. */
   readonly close?: () => void;
 }
@@ -72,11 +74,12 @@ export interface BackboneOptions {
 /** A model loaded on first use, releasable (exported for its tests). */
 export class Lazy<T extends { dispose(): Promise<void> }> {
   private value: Promise<T> | undefined;
-  constructor(private readonly make: () => Promise<T>) {}
+  constructor(private readonly make: (signal?: AbortSignal) => Promise<T>) {}
   get loaded(): boolean { return this.value !== undefined; }
-  get(): Promise<T> {
+  /** The model, loading it first if needed; `signal` can stop a long first load (an int8 cache build). */
+  get(signal?: AbortSignal): Promise<T> {
     if (this.value) return this.value;
-    const p = this.make();
+    const p = this.make(signal);
     this.value = p;
     // A failed load is forgotten (the next get() retries), unless a newer load has replaced it meanwhile.
     p.catch(() => { if (this.value === p) this.value = undefined; });
@@ -112,24 +115,29 @@ export class SD3Backbone {
     // Every model gets the same placement and thread count ('auto' with int8 means the CPU).
     const device: DeviceChoice = choice === 'auto' && anyInt8 ? 'cpu' : choice;
     const runtime = { ...(options.threads !== undefined ? { threads: options.threads } : {}), device };
-    const quant = (): QuantizedLinears => {
-      if (!weights.quantize) throw new SD3Error(`int8 mode needs weights on disk (${weights.label} has none)`);
-      return weights.quantize('mmdit', mmditInt8LinearNames(weights.mmdit));
+    // int8 caches are built without blocking the event loop (minutes for a full model) and stop on the signal.
+    const canQuantize = weights.quantizeAsync !== undefined || weights.quantize !== undefined;
+    const quantized = async (m: 'mmdit' | 't5' | 'clipL' | 'clipG', names: string[], signal?: AbortSignal): Promise<QuantizedLinears> => {
+      if (weights.quantizeAsync) return weights.quantizeAsync(m, names, signal ? { signal } : {});
+      if (weights.quantize) return weights.quantize(m, names);
+      throw new SD3Error(`int8 mode needs weights on disk (${weights.label} has none)`);
     };
     // T5-XXL is 4.76 B parameters (19 GB as float32): on disk it always runs with int8 Linear weights (4.8 GB),
     // loaded alone and released right after encoding; see README "Memory".
-    const t5Quant = (store: WeightStore): { quant?: QuantizedLinears } =>
-      weights.quantize && options.t5Dtype !== 'float32' ? { quant: weights.quantize('t5', t5LinearNames(store, weights.t5Config)) } : {};
-    const clipQuant = (m: 'clipL' | 'clipG', store: WeightStore, config: Partial<CLIPTextConfig> | undefined): { quant?: QuantizedLinears } =>
-      options.clipDtype === 'int8' && weights.quantize ? { quant: weights.quantize(m, clipLinearNames(store, config)) } : {};
-    this.clipL = new Lazy(() => CLIPTextEncoder.load(weights.clipL, weights.clipLConfig ?? {}, { ...runtime, label: 'CLIP-L', ...clipQuant('clipL', weights.clipL, weights.clipLConfig) }));
-    this.clipG = new Lazy(() => CLIPTextEncoder.load(weights.clipG, weights.clipGConfig ?? {}, { ...runtime, label: 'CLIP-G', ...clipQuant('clipG', weights.clipG, weights.clipGConfig) }));
+    const t5Quant = async (store: WeightStore, signal?: AbortSignal): Promise<{ quant?: QuantizedLinears }> =>
+      canQuantize && options.t5Dtype !== 'float32' ? { quant: await quantized('t5', t5LinearNames(store, weights.t5Config), signal) } : {};
+    const clipQuant = async (m: 'clipL' | 'clipG', store: WeightStore, config: Partial<CLIPTextConfig> | undefined, signal?: AbortSignal): Promise<{ quant?: QuantizedLinears }> =>
+      options.clipDtype === 'int8' && canQuantize ? { quant: await quantized(m, clipLinearNames(store, config), signal) } : {};
+    this.clipL = new Lazy(async (signal) => CLIPTextEncoder.load(weights.clipL, weights.clipLConfig ?? {}, { ...runtime, label: 'CLIP-L', ...(await clipQuant('clipL', weights.clipL, weights.clipLConfig, signal)) }));
+    this.clipG = new Lazy(async (signal) => CLIPTextEncoder.load(weights.clipG, weights.clipGConfig ?? {}, { ...runtime, label: 'CLIP-G', ...(await clipQuant('clipG', weights.clipG, weights.clipGConfig, signal)) }));
     // An int8 T5 runs on the CPU whatever the device (see the int8 note above); it runs once per generation.
-    this.t5 = weights.t5 ? new Lazy(() => {
-      const q = t5Quant(weights.t5!);
+    this.t5 = weights.t5 ? new Lazy(async (signal) => {
+      const q = await t5Quant(weights.t5!, signal);
       return T5Encoder.load(weights.t5!, weights.t5Config ?? {}, { ...runtime, ...(q.quant ? { device: 'cpu' as const } : {}), label: 'T5-XXL', ...q });
     }) : undefined;
-    this.mmdit = new Lazy(() => MMDiT.load(weights.mmdit, { ...runtime, spin: options.spin ?? true, ...(int8 ? { quant: quant() } : {}) }));
+    this.mmdit = new Lazy(async (signal) => MMDiT.load(weights.mmdit, {
+      ...runtime, spin: options.spin ?? true, ...(int8 ? { quant: await quantized('mmdit', mmditInt8LinearNames(weights.mmdit), signal) } : {}),
+    }));
     this.vae = new Lazy(() => VAE.load(weights.vae, runtime));
   }
 
@@ -142,17 +150,17 @@ export class SD3Backbone {
   }
 
   /** Text embeddings of B prompts from their token ids: context [B, 77 + T, width], y [B, pooled]. */
-  async encodeText(ids: TokenIds): Promise<PromptEmbedding> {
-    const clipL = await (await this.clipL.get()).encode(ids.clipL);
+  async encodeText(ids: TokenIds, signal?: AbortSignal): Promise<PromptEmbedding> {
+    const clipL = await (await this.clipL.get(signal)).encode(ids.clipL);
     if (this.options.lowMemory) await this.clipL.release();
-    const clipG = await (await this.clipG.get()).encode(ids.clipG);
+    const clipG = await (await this.clipG.get(signal)).encode(ids.clipG);
     if (this.options.lowMemory) await this.clipG.release();
     let t5: Tensor | undefined;
     if (this.t5 && !ids.t5) throw new SD3Error(`${this.weights.label}: T5-XXL is loaded but there is no T5 tokenizer (spiece.model or tokenizer.json); add one, or load without t5`);
     if (this.t5 && ids.t5) {
       // Make room: T5 runs alone, then is released.
       await Promise.all([this.mmdit.release(), this.vae.release(), this.clipL.release(), this.clipG.release()]);
-      t5 = await (await this.t5.get()).encode(ids.t5);
+      t5 = await (await this.t5.get(signal)).encode(ids.t5);
       await this.t5.release();
     }
     const { context, y } = sd3Conditioning({ clipL, clipG, t5 }, { contextWidth: this.mmditConfig.contextInFeatures });
@@ -178,7 +186,7 @@ export class SD3Backbone {
 
   /** Runs the denoising loop (see denoise.ts) on the MMDiT. */
   async denoise(o: Omit<SampleOptions, 'model'>): Promise<Float32Array> {
-    const model = await this.mmdit.get();
+    const model = await this.mmdit.get(o.signal);
     const out = await sampleLatents({ ...o, model });
     if (this.options.lowMemory) await this.mmdit.release();
     return out;

@@ -109,7 +109,7 @@ export abstract class SD3Task {
     const cfg = guidanceScale > 1;
     const all = cfg ? [...p.prompts, ...p.negatives] : p.prompts;
     const ids = this.preprocessor.generatePreprocess(all);
-    const emb = await this.backbone.encodeText(ids);
+    const emb = await this.backbone.encodeText(ids, signal);
     const B = p.prompts.length;
     const truncated = ids.truncated.slice(0, B);
     if (!cfg) return { positive: emb, truncated };

@@ -1,16 +1,19 @@
 /**
- * int8 fast mode: Linear weights quantized once per output channel to signed int8 and cached next to the
- * checkpoint as a safetensors file (int8 [in, out] weights, float32 scales, zero points), which the graphs
+ * int8 fast mode: Linear weights quantized once per output channel to signed int8 and cached as a
+ * safetensors file (int8 [in, out] weights, float32 scales, zero points) next to the checkpoint (or, for
+ * files in the Hugging Face cache, under $HF_HOME/sd3-ts/int8: see loaders/checkpoint.ts), which the graphs
  * reference as external data like any other weight. Activations are quantized on the fly by ORT's
- * DynamicQuantizeMatMul (AMX-backed on this CPU). Attention, norms and the VAE stay float32.
+ * DynamicQuantizeMatMul (which uses AMX/VNNI where the CPU has them). Attention, norms and the VAE stay float32.
  *
  * The cache records what it was made from (file names, sizes, modification times, scheme version) and is
- * rebuilt when any of that changes.
+ * rebuilt when any of that changes or when it fails validation on open (every wanted tensor present with
+ * its dtype and shape, finite scales). It is written through a temporary file renamed into place, so a crash
+ * leaves the old cache or none; a temporary file left by a killed process is removed by the next build.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { SD3Error } from '../core/errors.js';
-import { SafetensorsFile, writeSafetensorsEntries } from '../core/safetensors.js';
+import { SafetensorsFile, type TensorEntry, writeSafetensorsEntries, writeSafetensorsEntriesAsync } from '../core/safetensors.js';
 import { type WeightRef, type WeightStore, readWeightFloat32, withPrefix, SafetensorsStore } from '../core/weights.js';
 import type { QuantizedLinears } from '../nn/layers.js';
 
@@ -18,8 +21,11 @@ const SCHEME = 'sd3-ts int8 per-output-channel symmetric v1';
 /** Full signed range: 7-bit weights (63) were measured here to give more error (2.0% vs 1.6% relative RMS), not less. */
 const Q_MAX = 127;
 
-/** Quantizes a [out, in] float weight: int8 transposed to [in, out], scale per output channel. */
-export function quantizePerChannel(w: Float32Array, out: number, inp: number): { q: Int8Array; scale: Float32Array } {
+/**
+ * Quantizes a [out, in] float weight: int8 transposed to [in, out], scale per output channel. A NaN or an
+ * infinity in the weight is refused with the row it is in (it would make the channel's scale NaN).
+ */
+export function quantizePerChannel(w: Float32Array, out: number, inp: number, name = 'weight'): { q: Int8Array; scale: Float32Array } {
   const q = new Int8Array(out * inp);
   const scale = new Float32Array(out);
   const inv = new Float32Array(out);
@@ -27,6 +33,7 @@ export function quantizePerChannel(w: Float32Array, out: number, inp: number): {
     let max = 0;
     const row = o * inp;
     for (let i = 0; i < inp; i++) max = Math.max(max, Math.abs(w[row + i]!));
+    if (!Number.isFinite(max)) throw new SD3Error(`${name} holds ${Number.isNaN(max) ? 'NaN' : 'infinite'} values (output channel ${o}): the checkpoint is damaged`);
     scale[o] = max > 0 ? max / Q_MAX : 1;
     inv[o] = 1 / scale[o]!;
   }
@@ -79,52 +86,103 @@ export interface Int8CacheOptions {
   /** The cache file (default: next to the first source file, named `<source>.<component>.int8.safetensors`). */
   readonly file?: string;
   readonly onProgress?: (done: number, total: number) => void;
+  /** openInt8CacheAsync: checked between tensors; an abort removes the partial file (AbortError). */
+  readonly signal?: AbortSignal;
 }
 
-/**
- * Opens (building if missing or stale) the int8 cache for the given Linear weights of `store`.
- * Weights whose data is in memory (no file) are quantized into memory instead.
- */
-export function openInt8Cache(store: WeightStore, linearNames: readonly string[], component: string, opts: Int8CacheOptions = {}): QuantizedLinears {
+interface CachePlan {
+  readonly file: string;
+  readonly stamp: string;
+  readonly refs: readonly WeightRef[];
+  readonly entries: TensorEntry[];
+}
+
+/** What the cache for these weights is called, what it must hold, and how each entry is made. */
+function plan(store: WeightStore, linearNames: readonly string[], component: string, opts: Int8CacheOptions): CachePlan | undefined {
   const refs = linearNames.map((n) => store.get(n)).filter((r) => r.shape.length === 2);
-  if (refs.length === 0) return new LinearRecorder();
+  if (refs.length === 0) return undefined;
   const first = refs.find((r) => r.chunks?.length)?.chunks?.[0]?.file;
   if (!first) throw new SD3Error(`int8 mode needs weights on disk for ${component}`);
   const file = opts.file ?? `${first.replace(/\.safetensors$/, '')}.${component}.int8.safetensors`;
-  const stamp = sourceStamp(refs);
-  const wanted = refs.map((r) => `${r.name}.q`);
-  let cache = tryOpen(file, stamp, wanted);
-  if (!cache) {
-    let done = 0;
-    try {
-      writeSafetensorsEntries(file, refs.flatMap((r) => {
-        const [out, inp] = r.shape as [number, number];
-        let quantized: { q: Int8Array; scale: Float32Array } | undefined;
-        const get = () => (quantized ??= quantizePerChannel(readWeightFloat32(r), out, inp));
-        return [
-          { name: `${r.name}.q`, dtype: 'int8' as const, shape: [inp, out], fill: (b: Uint8Array) => b.set(new Uint8Array(get().q.buffer)) },
-          { name: `${r.name}.scale`, dtype: 'float32' as const, shape: [out], fill: (b: Uint8Array) => { b.set(new Uint8Array(get().scale.buffer)); quantized = undefined; opts.onProgress?.(++done, refs.length); } },
-          { name: `${r.name}.zp`, dtype: 'int8' as const, shape: [out], fill: () => { /* zeros: symmetric */ } },
-        ];
-      }), { sd3ts_int8_source: stamp });
-    } catch (e) {
-      throw new SD3Error(`could not write the int8 cache ${file} (the folder must be writable; it sits next to the checkpoint): ${(e as Error).message}`, { cause: e });
-    }
-    cache = tryOpen(file, stamp, wanted);
-    if (!cache) throw new SD3Error(`int8 cache ${file} could not be read back after writing`);
-  }
-  return new CachedLinears(new SafetensorsStore([cache], withPrefix(''), file), new Set(refs.map((r) => r.name)));
+  let done = 0;
+  const entries = refs.flatMap((r): TensorEntry[] => {
+    const [out, inp] = r.shape as [number, number];
+    let quantized: { q: Int8Array; scale: Float32Array } | undefined;
+    const get = () => (quantized ??= quantizePerChannel(readWeightFloat32(r), out, inp, `${store.label}: "${r.name}"`));
+    return [
+      { name: `${r.name}.q`, dtype: 'int8', shape: [inp, out], fill: (b) => b.set(new Uint8Array(get().q.buffer)) },
+      { name: `${r.name}.scale`, dtype: 'float32', shape: [out], fill: (b) => { b.set(new Uint8Array(get().scale.buffer)); quantized = undefined; opts.onProgress?.(++done, refs.length); } },
+      { name: `${r.name}.zp`, dtype: 'int8', shape: [out], fill: () => { /* zeros: symmetric */ } },
+    ];
+  });
+  return { file, stamp: sourceStamp(refs), refs, entries };
 }
 
-/** The cache when it was made from these source files and holds every wanted tensor (else it is rebuilt). */
-function tryOpen(file: string, stamp: string, wanted: readonly string[]): SafetensorsFile | undefined {
-  if (!fs.existsSync(file)) return undefined;
+function opened(p: CachePlan): QuantizedLinears {
+  const cache = tryOpen(p);
+  if (!cache) throw new SD3Error(`int8 cache ${p.file} could not be read back after writing`);
+  return new CachedLinears(new SafetensorsStore([cache], withPrefix(''), p.file), new Set(p.refs.map((r) => r.name)));
+}
+
+function writeFailed(p: CachePlan, e: unknown): SD3Error {
+  if (e instanceof SD3Error) return e;
+  return new SD3Error(`could not write the int8 cache ${p.file} (its folder must be writable): ${(e as Error).message}`, { cause: e });
+}
+
+/**
+ * Opens (building if missing, stale or invalid) the int8 cache for the given Linear weights of `store`.
+ * Blocks while it builds (minutes for a full model): the pipeline uses openInt8CacheAsync; this serves scripts.
+ */
+export function openInt8Cache(store: WeightStore, linearNames: readonly string[], component: string, opts: Int8CacheOptions = {}): QuantizedLinears {
+  const p = plan(store, linearNames, component, opts);
+  if (!p) return new LinearRecorder();
+  const existing = tryOpen(p);
+  if (existing) return new CachedLinears(new SafetensorsStore([existing], withPrefix(''), p.file), new Set(p.refs.map((r) => r.name)));
   try {
-    const f = SafetensorsFile.open(file);
-    if (f.metadata.sd3ts_int8_source === stamp && wanted.every((n) => f.has(n))) return f;
-    f.close();
-  } catch {
-    // a corrupt cache is rebuilt
+    writeSafetensorsEntries(p.file, p.entries, { sd3ts_int8_source: p.stamp });
+  } catch (e) {
+    throw writeFailed(p, e);
   }
-  return undefined;
+  return opened(p);
+}
+
+/** openInt8Cache without blocking the event loop while it builds, stoppable through `opts.signal`. */
+export async function openInt8CacheAsync(store: WeightStore, linearNames: readonly string[], component: string, opts: Int8CacheOptions = {}): Promise<QuantizedLinears> {
+  const p = plan(store, linearNames, component, opts);
+  if (!p) return new LinearRecorder();
+  const existing = tryOpen(p);
+  if (existing) return new CachedLinears(new SafetensorsStore([existing], withPrefix(''), p.file), new Set(p.refs.map((r) => r.name)));
+  try {
+    fs.mkdirSync(path.dirname(p.file), { recursive: true });
+    await writeSafetensorsEntriesAsync(p.file, p.entries, { sd3ts_int8_source: p.stamp }, opts.signal ? { signal: opts.signal } : {});
+  } catch (e) {
+    throw writeFailed(p, e);
+  }
+  return opened(p);
+}
+
+/**
+ * The cache when it was made from these source files and is whole: every wanted tensor present with the
+ * dtype and shape it must have, and every scale finite and positive. Otherwise undefined (it is rebuilt).
+ */
+function tryOpen(p: CachePlan): SafetensorsFile | undefined {
+  if (!fs.existsSync(p.file)) return undefined;
+  let f: SafetensorsFile | undefined;
+  try {
+    f = SafetensorsFile.open(p.file);
+    if (f.metadata.sd3ts_int8_source !== p.stamp) throw new Error('stale');
+    for (const e of p.entries) {
+      const info = f.info(e.name);
+      if (info.dtype !== e.dtype || info.shape.join() !== e.shape.join()) throw new Error(`${e.name}: wrong dtype or shape`);
+      if (e.name.endsWith('.scale')) {
+        const scale = f.read(e.name).data as Float32Array;
+        if (!scale.every((v) => Number.isFinite(v) && v > 0)) throw new Error(`${e.name}: bad scales`);
+      }
+    }
+    return f;
+  } catch {
+    // stale, damaged or incomplete: rebuilt by the caller
+    f?.close();
+    return undefined;
+  }
 }
