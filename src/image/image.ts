@@ -86,23 +86,69 @@ export async function writeFileAtomic(file: string, bytes: Uint8Array): Promise<
   }
 }
 
-/** Decodes PNG or JPEG bytes to RGB (alpha is dropped, greyscale expanded). */
+/** The largest input image side accepted (8192 pixels: 268 MB of RGBA while decoding). */
+export const MAX_IMAGE_SIDE = 8192;
+
+/**
+ * A PNG's or JPEG's format and size, read from its header (PNG IHDR; the JPEG frame header SOFn) without
+ * decoding anything, so that a size is checked before a decoder allocates what the file claims. Hand-written:
+ * pngjs and jpeg-js only report the size after allocating the image.
+ */
+export function imageHeader(bytes: Uint8Array, label = 'image'): { format: 'png' | 'jpeg'; width: number; height: number } {
+  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const bad = (problem: string) => new SD3Error(`cannot read ${label}: ${problem}`);
+  if (b.length >= 8 && b.readUInt32BE(0) === 0x89504e47 && b.readUInt32BE(4) === 0x0d0a1a0a) {
+    if (b.length < 33 || b.toString('latin1', 12, 16) !== 'IHDR' || b.readUInt32BE(8) !== 13) throw bad('a PNG file whose first chunk is not a whole IHDR (truncated or damaged)');
+    return { format: 'png', width: b.readUInt32BE(16), height: b.readUInt32BE(20) };
+  }
+  if (b.length >= 3 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) {
+    let pos = 2;
+    while (pos + 4 <= b.length) {
+      if (b[pos] !== 0xff) throw bad(`a JPEG file with a damaged marker at byte ${pos}`);
+      const marker = b[pos + 1]!;
+      if (marker === 0xff) { pos++; continue; } // fill byte
+      if (marker === 0xd8 || marker === 0x01 || (marker >= 0xd0 && marker <= 0xd7)) { pos += 2; continue; }
+      if (marker === 0xd9 || marker === 0xda) break; // end of image, or scan data before any frame header
+      const len = b.readUInt16BE(pos + 2);
+      if (len < 2) throw bad(`a JPEG file with a segment of length ${len} at byte ${pos}`);
+      // SOF0-SOF15, except DHT (C4), JPG (C8) and DAC (CC): precision, height, width.
+      if (marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) {
+        if (pos + 9 > b.length) break;
+        return { format: 'jpeg', height: b.readUInt16BE(pos + 5), width: b.readUInt16BE(pos + 7) };
+      }
+      pos += 2 + len;
+    }
+    throw bad('a JPEG file without a frame header (truncated or damaged)');
+  }
+  throw bad('not a PNG or JPEG file');
+}
+
+/**
+ * Decodes PNG or JPEG bytes to RGB (alpha is dropped, not composited; greyscale is expanded; 16-bit PNG
+ * samples are scaled to 8 bits; palette PNGs are expanded). The size is read and checked first: a side over
+ * MAX_IMAGE_SIDE or of 0 is refused before anything is allocated.
+ */
 export function decodeImage(bytes: Uint8Array, label = 'image'): RGBImage {
   const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const head = imageHeader(b, label);
+  if (head.width < 1 || head.height < 1 || head.width > MAX_IMAGE_SIDE || head.height > MAX_IMAGE_SIDE) {
+    throw new SD3Error(`cannot read ${label}: its header says ${head.width}x${head.height} pixels; each side must be 1 to ${MAX_IMAGE_SIDE} (MAX_IMAGE_SIDE)`);
+  }
   let rgba: { width: number; height: number; data: Uint8Array };
   try {
-    if (b.length >= 8 && b.readUInt32BE(0) === 0x89504e47) {
+    if (head.format === 'png') {
       const png = PNG.sync.read(b);
       rgba = { width: png.width, height: png.height, data: png.data };
-    } else if (b.length >= 3 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) {
-      rgba = jpeg.decode(b, { useTArray: true, formatAsRGBA: true, maxMemoryUsageInMB: 2048 });
     } else {
-      throw new SD3Error('not a PNG or JPEG file');
+      rgba = jpeg.decode(b, { useTArray: true, formatAsRGBA: true, maxResolutionInMP: (MAX_IMAGE_SIDE * MAX_IMAGE_SIDE) / 1e6, maxMemoryUsageInMB: 1024 });
     }
   } catch (e) {
     throw new SD3Error(`cannot read ${label}: ${(e as Error).message}`, { cause: e });
   }
   const n = rgba.width * rgba.height;
+  if (rgba.width !== head.width || rgba.height !== head.height || rgba.data.length < n * 4) {
+    throw new SD3Error(`cannot read ${label}: decoded ${rgba.width}x${rgba.height} pixels (${rgba.data.length} bytes) for a header of ${head.width}x${head.height}`);
+  }
   const rgb = new Uint8Array(n * 3);
   for (let i = 0; i < n; i++) {
     rgb[i * 3] = rgba.data[i * 4]!;

@@ -10,7 +10,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { SD3Error } from '../core/errors.js';
+import { SD3Error, describe } from '../core/errors.js';
 import { SafetensorsFile } from '../core/safetensors.js';
 import { type RenameTable, SafetensorsStore } from '../core/weights.js';
 import { clipConfigFromHF } from '../models/clip.js';
@@ -105,36 +105,41 @@ function openSingleFile(file: string, opts: OpenOptions): OpenedCheckpoint {
     if (has.has(c)) parts[c] = store([main], prefixTable(c), `${file} (${c})`);
   }
   const opened: SafetensorsFile[] = [main];
-  for (const d of extra) {
-    for (const f of safetensorsIn(d)) {
-      if (path.resolve(f) === path.resolve(file)) continue;
-      const kindGuess = /clip_l/i.test(path.basename(f)) ? 'clipL' : /clip_g/i.test(path.basename(f)) ? 'clipG' : /t5/i.test(path.basename(f)) ? 't5' : undefined;
-      if (!kindGuess || parts[kindGuess] || (kindGuess === 't5' && !opts.t5)) continue;
-      const sf = open(f);
-      const kind = standaloneEncoderKind(sf);
-      if (kind !== kindGuess) { sf.close(); continue; }
-      opened.push(sf);
-      parts[kind] = store([sf], prefixTable(kind, ''), f);
+  // Every file opened here is closed again when any check below fails (no descriptor leaks on errors).
+  try {
+    for (const d of extra) {
+      for (const f of safetensorsIn(d)) {
+        if (path.resolve(f) === path.resolve(file)) continue;
+        const kindGuess = /clip_l/i.test(path.basename(f)) ? 'clipL' : /clip_g/i.test(path.basename(f)) ? 'clipG' : /t5/i.test(path.basename(f)) ? 't5' : undefined;
+        if (!kindGuess || parts[kindGuess] || (kindGuess === 't5' && !opts.t5)) continue;
+        const sf = open(f);
+        const kind = standaloneEncoderKind(sf);
+        if (kind !== kindGuess) { sf.close(); continue; }
+        opened.push(sf);
+        parts[kind] = store([sf], prefixTable(kind, ''), f);
+      }
     }
-  }
-  for (const c of ['clipL', 'clipG'] as const) {
-    if (!parts[c]) {
-      for (const f of opened) f.close();
-      const name = c === 'clipL' ? 'clip_l.safetensors' : 'clip_g.safetensors';
-      throw new SD3Error(`${file} has no ${c === 'clipL' ? 'CLIP-L' : 'CLIP-G'} text encoder and no ${name} was found beside it (or in text_encoders/); use sd3_medium_incl_clips.safetensors or put ${name} next to the checkpoint`);
+    for (const c of ['clipL', 'clipG'] as const) {
+      if (!parts[c]) {
+        const name = c === 'clipL' ? 'clip_l.safetensors' : 'clip_g.safetensors';
+        throw new SD3Error(`${file} has no ${c === 'clipL' ? 'CLIP-L' : 'CLIP-G'} text encoder and no ${name} was found beside it (or in text_encoders/); use sd3_medium_incl_clips.safetensors or put ${name} next to the checkpoint`);
+      }
     }
+    return {
+      weights: {
+        label: file,
+        mmdit: parts.mmdit!, vae: parts.vae!, clipL: parts.clipL!, clipG: parts.clipG!,
+        t5: opts.t5 ? requireT5(parts.t5, file) : undefined,
+        shift: DEFAULT_SHIFT,
+        ...int8For(parts),
+        close: () => { for (const f of opened) f.close(); },
+      },
+      preprocessor: new SD3Preprocessor(CLIPTokenizer.default(), CLIPTokenizer.default(), opts.t5 ? t5TokenizerNear(dir) : undefined),
+    };
+  } catch (e) {
+    for (const f of opened) f.close();
+    throw e;
   }
-  return {
-    weights: {
-      label: file,
-      mmdit: parts.mmdit!, vae: parts.vae!, clipL: parts.clipL!, clipG: parts.clipG!,
-      t5: opts.t5 ? requireT5(parts.t5, file) : undefined,
-      shift: DEFAULT_SHIFT,
-      ...int8For(parts),
-      close: () => { for (const f of opened) f.close(); },
-    },
-    preprocessor: new SD3Preprocessor(CLIPTokenizer.default(), CLIPTokenizer.default(), opts.t5 ? t5TokenizerNear(dir) : undefined),
-  };
 }
 
 function requireT5(s: SafetensorsStore | undefined, where: string): SafetensorsStore {
@@ -160,12 +165,59 @@ function openFolder(dir: string, opts: OpenOptions): OpenedCheckpoint {
   return openSingleFile(candidates[0]!, opts);
 }
 
-function readJson(file: string): Record<string, unknown> {
+/** The largest JSON file read (model_index.json, config.json, shard indexes: a few kB to a few MB in practice). */
+export const MAX_JSON_BYTES = 64 * 1024 * 1024;
+
+/** A JSON document that must be an object (a config, an index). */
+export function parseJsonObject(text: string, file: string): Record<string, unknown> {
+  let v: unknown;
   try {
-    return JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
+    v = JSON.parse(text);
   } catch (e) {
     throw new SD3Error(`cannot read ${file}: ${(e as Error).message}`, { cause: e });
   }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new SD3Error(`cannot read ${file}: expected a JSON object, got ${Array.isArray(v) ? 'an array' : JSON.stringify(v)?.slice(0, 40)}`);
+  return v as Record<string, unknown>;
+}
+
+function readJson(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    const size = fs.statSync(file).size;
+    if (size > MAX_JSON_BYTES) throw new SD3Error(`${file} is ${size} bytes; a JSON file may be at most ${MAX_JSON_BYTES} (MAX_JSON_BYTES)`);
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    if (e instanceof SD3Error) throw e;
+    throw new SD3Error(`cannot read ${file}: ${(e as Error).message}`, { cause: e });
+  }
+  return parseJsonObject(text, file);
+}
+
+/**
+ * The shard file names a sharded-weights index (`*.safetensors.index.json`) lists: its `weight_map` must map
+ * tensor names to plain `.safetensors` file names in the index's own folder. A name with a folder part,
+ * `..`, or an absolute path is refused (an index from the internet must not open files elsewhere).
+ */
+export function shardFileNames(index: Readonly<Record<string, unknown>>, indexFile: string): string[] {
+  const map = index.weight_map;
+  if (typeof map !== 'object' || map === null || Array.isArray(map)) throw new SD3Error(`${indexFile}: weight_map must be an object of tensor name -> file name, got ${describe(map)}`);
+  const names = new Set<string>();
+  for (const [tensor, f] of Object.entries(map)) {
+    if (typeof f !== 'string') throw new SD3Error(`${indexFile}: weight_map["${tensor}"] must be a file name, got ${describe(f)}`);
+    if (f !== path.posix.basename(f) || f !== path.win32.basename(f) || f === '..' || f === '.' || !f.endsWith('.safetensors') || f.includes('\0')) {
+      throw new SD3Error(`${indexFile}: weight_map["${tensor}"] names ${JSON.stringify(f)}; shards must be .safetensors files in the index's own folder`);
+    }
+    names.add(f);
+  }
+  if (names.size === 0) throw new SD3Error(`${indexFile}: weight_map lists no shard`);
+  return [...names];
+}
+
+/** The flow-matching shift of a diffusers scheduler config (default 3.0); must be a positive finite number. */
+export function schedulerShift(cfg: Readonly<Record<string, unknown>>, where: string): number {
+  const v = cfg.shift ?? DEFAULT_SHIFT;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw new SD3Error(`${where}: shift must be a positive number, got ${describe(v)}`);
+  return v;
 }
 
 /** Weight files of a diffusers component folder (single file or shards listed by an index). */
@@ -174,13 +226,26 @@ function componentFiles(dir: string): SafetensorsFile[] {
   const files = fs.readdirSync(dir);
   const index = files.find((f) => /\.safetensors\.index(\.[\w-]+)?\.json$/.test(f) && !/fp32/.test(f));
   if (index) {
-    const map = (readJson(path.join(dir, index)).weight_map ?? {}) as Record<string, string>;
-    return [...new Set(Object.values(map))].map((f) => open(path.join(dir, f)));
+    const names = shardFileNames(readJson(path.join(dir, index)), path.join(dir, index));
+    const opened: SafetensorsFile[] = [];
+    try {
+      for (const f of names) opened.push(open(path.join(dir, f)));
+    } catch (e) {
+      for (const f of opened) f.close();
+      throw e;
+    }
+    return opened;
   }
   const weights = files.filter((f) => f.endsWith('.safetensors'));
   const preferred = weights.find((f) => /\.fp16\.safetensors$/.test(f)) ?? weights.find((f) => !/\.(fp32|bf16|fp16)\.safetensors$/.test(f)) ?? weights[0];
   if (!preferred) throw new SD3Error(`${dir}: no .safetensors weights`);
   return [open(path.join(dir, preferred))];
+}
+
+/** Whether model_index.json declares a component absent (`"name": [null, null]`, diffusers' way of writing it). */
+export function declaredAbsent(modelIndex: Readonly<Record<string, unknown>>, component: string): boolean {
+  const entry = modelIndex[component];
+  return Array.isArray(entry) && entry.length > 0 && entry.every((v) => v === null);
 }
 
 /**
@@ -190,9 +255,7 @@ function componentFiles(dir: string): SafetensorsFile[] {
  */
 function diffusersT5Tokenizer(dir: string): T5Tokenizer | undefined {
   const folder = path.join(dir, DIFFUSERS_FOLDERS.tokenizerT5);
-  const entry = readJson(path.join(dir, 'model_index.json'))[DIFFUSERS_FOLDERS.tokenizerT5];
-  const declaredAbsent = Array.isArray(entry) && entry.length > 0 && entry.every((v) => v === null);
-  if (declaredAbsent && !fs.existsSync(folder)) return undefined;
+  if (declaredAbsent(readJson(path.join(dir, 'model_index.json')), DIFFUSERS_FOLDERS.tokenizerT5) && !fs.existsSync(folder)) return undefined;
   return T5Tokenizer.fromFolder(folder);
 }
 
@@ -215,8 +278,7 @@ export function openDiffusers(dir: string, opts: OpenOptions = {}): OpenedCheckp
       const f = path.join(sub(k), k === 'scheduler' ? 'scheduler_config.json' : 'config.json');
       return fs.existsSync(f) ? readJson(f) : {};
     };
-    const shift = Number(cfg('scheduler').shift ?? DEFAULT_SHIFT);
-    if (!(shift > 0)) throw new SD3Error(`${sub('scheduler')}: shift must be a positive number`);
+    const shift = schedulerShift(cfg('scheduler'), sub('scheduler'));
     const tok = (k: 'tokenizerL' | 'tokenizerG') => (fs.existsSync(path.join(sub(k), 'vocab.json')) ? CLIPTokenizer.fromFolder(sub(k)) : CLIPTokenizer.default());
     return {
       weights: {

@@ -101,5 +101,10 @@ export async function loadPreset(preset: string, opts: PresetOptions = {}): Prom
     target = m[2] ? d.files[m[2]]! : d.snapshotDir;
   }
   const { weights, preprocessor } = openCheckpoint(target, { t5: opts.t5 ?? false });
-  return { backbone: new SD3Backbone(weights, backboneOpts), preprocessor, imageShape: shapeOf(opts.imageShape, preset) };
+  try {
+    return { backbone: new SD3Backbone(weights, backboneOpts), preprocessor, imageShape: shapeOf(opts.imageShape, preset) };
+  } catch (e) {
+    weights.close?.(); // a bad option or shape must not leave the checkpoint's files open
+    throw e;
+  }
 }

@@ -52,6 +52,7 @@ export function parseTokenizerJson(text: string, file: string): UnigramModel {
   } catch (e) {
     throw new FileFormatError(file, `not valid JSON (${(e as Error).message})`);
   }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new FileFormatError(file, 'expected a JSON object (a Hugging Face tokenizer.json)');
   const model = json.model as Component | undefined;
   if (!model || model.type !== 'Unigram') throw new FileFormatError(file, `model type ${JSON.stringify(model?.type)} is not supported; expected "Unigram"`);
   const vocab = model.vocab;

@@ -11,7 +11,13 @@ import { type Check, type FixtureConfig, compare, compareOutputs, loadCase, read
 
 function storeFor(dir: string, ref: { weights_file: string; config_file: string }): SafetensorsStore {
   const cfg = readJson(path.join(dir, ref.config_file));
-  return new SafetensorsStore([SafetensorsFile.open(path.join(dir, ref.weights_file))], withPrefix(cfg.weights_prefix ?? ''));
+  const file = SafetensorsFile.open(path.join(dir, ref.weights_file));
+  try {
+    return new SafetensorsStore([file], withPrefix(cfg.weights_prefix ?? ''));
+  } catch (e) {
+    file.close();
+    throw e;
+  }
 }
 
 const f32 = (t: Tensor) => t as Tensor<'float32'>;
@@ -87,13 +93,18 @@ export async function checkLoopCases(kind: 'sampler' | 'inpaint', dir: string, c
 export function makeLoopChecker(kind: 'sampler' | 'inpaint'): (dir: string) => Promise<Check[]> {
   return async (dir) => {
     const config = readJson(path.join(dir, 'config.json'));
-    const mmdit = await MMDiT.load(storeFor(dir, config.mmdit), { threads: 1 });
-    const vae = config.vae ? await VAE.load(storeFor(dir, config.vae), { threads: 1 }) : undefined;
+    const stores: SafetensorsStore[] = [];
+    const open = (ref: { weights_file: string; config_file: string }) => { const s = storeFor(dir, ref); stores.push(s); return s; };
+    let mmdit: MMDiT | undefined;
+    let vae: VAE | undefined;
     try {
+      mmdit = await MMDiT.load(open(config.mmdit), { threads: 1 });
+      vae = config.vae ? await VAE.load(open(config.vae), { threads: 1 }) : undefined;
       return await checkLoopCases(kind, dir, config, { mmdit, vae });
     } finally {
-      await mmdit.dispose();
+      await mmdit?.dispose();
       await vae?.dispose();
+      for (const s of stores) s.close();
     }
   };
 }
