@@ -143,7 +143,7 @@ export function decodeImage(bytes: Uint8Array, label = 'image'): RGBImage {
       rgba = jpeg.decode(b, { useTArray: true, formatAsRGBA: true, maxResolutionInMP: (MAX_IMAGE_SIDE * MAX_IMAGE_SIDE) / 1e6, maxMemoryUsageInMB: 1024 });
     }
   } catch (e) {
-    throw new SD3Error(`cannot read ${label}: ${(e as Error).message}`, { cause: e });
+    throw new SD3Error(`cannot read ${label}: a damaged or truncated ${head.format === 'png' ? 'PNG' : 'JPEG'} file (${(e as Error).message})`, { cause: e });
   }
   const n = rgba.width * rgba.height;
   if (rgba.width !== head.width || rgba.height !== head.height || rgba.data.length < n * 4) {

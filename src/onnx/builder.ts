@@ -31,6 +31,8 @@ export interface BuiltModel {
   readonly hostNodes: readonly string[];
 }
 
+const FLOAT_WEIGHT_DTYPES: ReadonlySet<string> = new Set(['float32', 'float16', 'bfloat16', 'float64']);
+
 export class GraphBuilder {
   private readonly nodes: NodeProto[] = [];
   private readonly host: string[] = [];
@@ -145,6 +147,8 @@ export class GraphBuilder {
   weight(ref: WeightRef): Value {
     const hit = this.weights.get(ref.name);
     if (hit) return hit;
+    // Model weights are floating point; an integer or boolean tensor under a weight's name is a damaged or foreign file.
+    if (!FLOAT_WEIGHT_DTYPES.has(ref.dtype)) throw new SD3Error(`weight "${ref.name}" is ${ref.dtype}; expected a floating-point tensor (F32, F16 or BF16)`);
     let v = this.rawWeight(ref);
     if (ref.dtype !== 'float32') v = this.cast(v, 'float32');
     this.weights.set(ref.name, v);

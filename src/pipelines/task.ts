@@ -127,6 +127,11 @@ export abstract class SD3Task {
   /** Model-space latents -> 8-bit images carrying their generation parameters. */
   protected async decodeImages(latent: Float32Array, shape: readonly number[], meta: (i: number) => Record<string, unknown>, truncated: readonly boolean[] = []): Promise<RGBImage[]> {
     const image = await this.backbone.decode(tensor('float32', shape, latent));
+    // NaN would be written as black pixels: a damaged checkpoint (NaN or infinite weights) is named instead.
+    const bad = (image.data as Float32Array).findIndex((v) => Number.isNaN(v));
+    if (bad >= 0) {
+      throw new SD3Error(`the decoded image holds NaN values (first at element ${bad}): the weights of ${this.backbone.weights.label} probably hold NaN or infinite values (the int8 mode names the tensor)`);
+    }
     const u8 = imageToUint8(image);
     const [B, H, W] = u8.shape as [number, number, number, number];
     return Array.from({ length: B }, (_, i) => new RGBImage(W, H, (u8.data as Uint8Array).slice(i * H * W * 3, (i + 1) * H * W * 3), {
