@@ -8,7 +8,7 @@
  *
  * Weights use Hugging Face CLIPTextModel names (`text_model.encoder.layers.N.self_attn.q_proj.weight`, ...).
  */
-import { SD3Error } from '../core/errors.js';
+import { SD3Error, describe } from '../core/errors.js';
 import type { Tensor } from '../core/tensor.js';
 import type { WeightStore } from '../core/weights.js';
 import { type NN, type QuantizedLinears, hasParam, layerNorm, linear, param } from '../nn/layers.js';
@@ -112,7 +112,7 @@ function validateCLIPConfig(c: CLIPTextConfig): void {
     positiveInt(what, k, c[k]);
   }
   if (c.hiddenAct !== 'quick_gelu' && c.hiddenAct !== 'gelu') throw new SD3Error(`${what}: config hiddenAct must be "quick_gelu" or "gelu", got ${JSON.stringify(c.hiddenAct)}`);
-  if (!(c.layerNormEps > 0)) throw new SD3Error(`${what}: config layerNormEps must be a positive number, got ${c.layerNormEps}`);
+  if (typeof c.layerNormEps !== 'number' || !(c.layerNormEps > 0)) throw new SD3Error(`${what}: config layerNormEps must be a positive number, got ${describe(c.layerNormEps)}`);
   if (c.hiddenSize % c.numAttentionHeads !== 0) {
     throw new SD3Error(`${what}: hiddenSize ${c.hiddenSize} is not divisible by numAttentionHeads ${c.numAttentionHeads}`);
   }

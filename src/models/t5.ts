@@ -9,7 +9,7 @@
  *
  * Weights use Hugging Face T5EncoderModel names (`encoder.block.N.layer.0.SelfAttention.q.weight`, ...).
  */
-import { SD3Error } from '../core/errors.js';
+import { SD3Error, describe } from '../core/errors.js';
 import { type Tensor, tensor } from '../core/tensor.js';
 import type { WeightStore } from '../core/weights.js';
 import { type NN, type QuantizedLinears, linear, param } from '../nn/layers.js';
@@ -82,7 +82,7 @@ export function inferT5Config(store: WeightStore, overrides: Partial<T5Config> =
   for (const k of ['vocabSize', 'dModel', 'dKv', 'dFf', 'numHeads', 'numLayers', 'relativeAttentionNumBuckets', 'relativeAttentionMaxDistance'] as const) {
     positiveInt(what, k, config[k]);
   }
-  if (!(config.layerNormEpsilon > 0)) throw new SD3Error(`${what}: config layerNormEpsilon must be a positive number, got ${config.layerNormEpsilon}`);
+  if (typeof config.layerNormEpsilon !== 'number' || !(config.layerNormEpsilon > 0)) throw new SD3Error(`${what}: config layerNormEpsilon must be a positive number, got ${describe(config.layerNormEpsilon)}`);
   if (config.relativeAttentionNumBuckets < 4 || config.relativeAttentionNumBuckets % 2 !== 0) {
     throw new SD3Error(`${what}: config relativeAttentionNumBuckets must be an even number >= 4, got ${config.relativeAttentionNumBuckets}`);
   }

@@ -94,6 +94,8 @@ export class Lazy<T extends { dispose(): Promise<void> }> {
 
 export class SD3Backbone {
   readonly mmditConfig: MMDiTConfig;
+  /** Where every model is placed ('auto' with an int8 model becomes 'cpu'). */
+  readonly device: DeviceChoice;
   private readonly clipL: Lazy<CLIPTextEncoder>;
   private readonly clipG: Lazy<CLIPTextEncoder>;
   private readonly t5: Lazy<T5Encoder> | undefined;
@@ -114,6 +116,7 @@ export class SD3Backbone {
     }
     // Every model gets the same placement and thread count ('auto' with int8 means the CPU).
     const device: DeviceChoice = choice === 'auto' && anyInt8 ? 'cpu' : choice;
+    this.device = device;
     const runtime = { ...(options.threads !== undefined ? { threads: options.threads } : {}), device };
     // int8 caches are built without blocking the event loop (minutes for a full model) and stop on the signal.
     const canQuantize = weights.quantizeAsync !== undefined || weights.quantize !== undefined;

@@ -73,10 +73,10 @@ export function webgpuAvailable(): Promise<boolean> {
   return webgpuProbe;
 }
 
-/** The device a choice stands for here ('auto' probes for a GPU once). */
-export async function resolveDevice(choice: DeviceChoice = defaultDevice()): Promise<Device> {
+/** The device a choice stands for here ('auto' probes for a GPU once; `probe` replaces the probe in tests). */
+export async function resolveDevice(choice: DeviceChoice = defaultDevice(), probe: () => Promise<boolean> = webgpuAvailable): Promise<Device> {
   if (choice !== 'auto') return choice;
-  return (await webgpuAvailable()) ? 'webgpu' : 'cpu';
+  return (await probe()) ? 'webgpu' : 'cpu';
 }
 
 export interface SessionOptions extends RuntimeOptions {

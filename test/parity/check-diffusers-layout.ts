@@ -142,7 +142,9 @@ export async function checkDiffusersLayout(dir: string, root: string): Promise<C
       const mmdit = await MMDiT.load(weights.mmdit, { threads: 1 });
       const vae = await VAE.load(weights.vae, { threads: 1 });
       const own = config.cases.filter((c) => c.params?.shift !== undefined && c.params.shift !== weights.shift);
-      const shiftNote = exact('shift', true, `scheduler_config.json shift ${weights.shift} used for ${config.cases.length - own.length} of ${config.cases.length} cases`
+      // The loader's shift must be the one scheduler_config.json holds, read here on its own.
+      const fileShift = readJson<{ shift?: number }>(path.join(dir, 'scheduler', 'scheduler_config.json')).shift ?? 3.0;
+      const shiftNote = exact('shift', weights.shift === fileShift, `scheduler_config.json shift ${fileShift}, loader ${weights.shift}, used for ${config.cases.length - own.length} of ${config.cases.length} cases`
         + (own.length ? `; passed explicitly: ${own.map((c) => `${c.name} ${c.params!.shift}`).join(', ')}` : ''));
       try {
         const got = await checkLoopCases(kind, d, config, { mmdit, vae }, {

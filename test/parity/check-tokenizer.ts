@@ -76,8 +76,10 @@ export function checkTokenizerCases(dir: string, tokenizers: { readonly clipL: C
     if (!same(g.ids, c.ids77_clip_g)) problems.push(`clip_g ${firstDiff(g.ids, c.ids77_clip_g)}`);
     if (l.eosIndex !== c.eos_index || g.eosIndex !== c.eos_index) problems.push(`eos_index ${l.eosIndex}/${g.eosIndex}, expected ${c.eos_index}`);
     if (l.truncated !== c.truncated) problems.push(`truncated ${l.truncated}, expected ${c.truncated}`);
-    const note = c.ftfy_sensitive ? ' (ids as stored without ftfy)' : '';
-    checks.push(exact(name, problems.length === 0, problems.length ? problems.join('; ') : `ids, clip_l, clip_g, eos_index, truncated exact${note}`));
+    const check = exact(name, problems.length === 0, problems.length ? problems.join('; ') : 'ids, clip_l, clip_g, eos_index, truncated exact');
+    // Golden ids of these prompts were made with ftfy disabled (as we run): the reference with ftfy installed can
+    // give other ids, so a match here is a known divergence, not a pass.
+    checks.push(c.ftfy_sensitive ? { ...check, known: 'ftfy-sensitive prompt; golden ids made without ftfy' } : check);
     if (c.sd3ref) {
       const ref = c.sd3ref;
       const rl = clipL.chunks(c.text, { pad: 'end' });

@@ -43,6 +43,7 @@ async function main(): Promise<number> {
     .sort();
   let passed = 0;
   let failed = 0;
+  let known = 0;
   for (const name of folders) {
     const dir = path.join(root, name);
     const component = componentOf(dir);
@@ -69,12 +70,13 @@ async function main(): Promise<number> {
     }
     for (const c of checks) {
       const r = Number.isFinite(c.ratio) ? `${c.ratio.toFixed(3)} of budget` : '';
-      console.log(`${c.ok ? 'ok  ' : 'FAIL'} ${name}/${c.name}  ${r}  ${c.detail}`);
-      if (c.ok) passed++; else failed++;
+      const mark = !c.ok ? 'FAIL' : c.known ? 'known' : 'ok  ';
+      console.log(`${mark} ${name}/${c.name}  ${r}  ${c.detail}${c.known ? ` (known divergence: ${c.known})` : ''}`);
+      if (!c.ok) failed++; else if (c.known) known++; else passed++;
     }
     console.log(`# ${name}: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   }
-  console.log(`${passed} passed, ${failed} failed`);
+  console.log(`${passed} passed, ${failed} failed${known ? `, ${known} known divergences (not counted as passes)` : ''}`);
   return failed > 0 || passed === 0 ? 1 : 0;
 }
 

@@ -3,6 +3,7 @@
  * on a fixed-seed sample of inputs, failing (with fast-check's shrunk counterexample) on an error that is not an
  * SD3Error, a broken property, or an input slower than SLOW_MS. `npm run fuzz` runs the same targets at length.
  */
+import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { TARGETS, runOne } from '../fuzz/targets.js';
@@ -16,4 +17,15 @@ describe('fuzz targets (seeded subset)', () => {
       }), { seed: 20_261_202, numRuns: Math.max(20, Math.round(2000 * t.weight)) });
     });
   }
+});
+
+describe('findings of the long fuzz runs, kept as regression cases', () => {
+  it('a tokenizer.json that is JSON null is an SD3Error, not a TypeError', () => {
+    const t = TARGETS.find((x) => x.name === 'tokenizer-files')!;
+    assert.equal(runOne(t, { kind: 'json', bytes: new TextEncoder().encode('null') } as never), undefined);
+  });
+  it('a CLIP config.json whose layer_norm_eps is an object with a "toString" key is an SD3Error', () => {
+    const t = TARGETS.find((x) => x.name === 'diffusers-json')!;
+    assert.equal(runOne(t, JSON.stringify({ hidden_size: 32, num_attention_heads: 2, hidden_act: 'gelu', layer_norm_eps: { toString: 1 } }) as never), undefined);
+  });
 });

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { AbortError } from '../../src/core/errors.js';
+import { AbortError, SD3Error } from '../../src/core/errors.js';
 import { Lazy } from '../../src/pipelines/backbone.js';
 import { defaultImageShape } from '../../src/presets/index.js';
 import { TextToImage } from '../../src/presets/tasks.js';
@@ -124,6 +124,13 @@ describe('tasks', () => {
     let steps = 0;
     const p = parameters(await quick.generate('a', { seed: 1, onStep: () => { steps++; } }));
     assert.deepEqual([p.numSteps, p.guidanceScale, steps], [2, 1, 2]);
+  });
+
+  it('refuses a megabyte prompt with an SD3Error naming the limit, quickly', async () => {
+    const started = performance.now();
+    await assert.rejects(t2i.generate('x'.repeat(1 << 20), { numSteps: 1, seed: 1 }),
+      (e: unknown) => e instanceof SD3Error && /the prompt is 1048576 characters long; at most 4000 are accepted \(MAX_PROMPT_LENGTH\)/.test(e.message));
+    assert.ok(performance.now() - started < 10_000, 'the refusal took as long as tokenizing');
   });
 
   it('backbone.addNoise is sigma * noise + (1 - sigma) * latent', () => {

@@ -76,15 +76,20 @@ test('tiled decoding with the real (tiny) decoder: exact for one tile, seam erro
   assert.deepEqual([...(await vae.decode(z, { tile: false })).data], [...whole.data]);
   // GroupNorm statistics and the middle attention see one tile only, and the receptive field is wider than
   // the overlap, so tiles disagree. Measured on these random weights (peak |image| 3.36):
-  //   tiles 12, overlap 8: max 0.59, rms 0.11;   tiles 8, overlap 4: max 1.47, rms 0.26.
-  const bounds: [number, number, number, number][] = [[12, 8, 0.2, 0.05], [8, 4, 0.5, 0.1]];
+  //   tiles 12, overlap 8: max 0.587, rms 0.113;   tiles 8, overlap 4: max 1.472, rms 0.259.
+  // The bounds are 1.1x those (the decode is deterministic; hard seams instead of the ramps give rms 0.309 at 8/4 and fail), and the larger
+  // overlap must stay clearly better than the smaller one.
+  const bounds: [number, number, number, number][] = [[12, 8, 0.587 * 1.1, 0.113 * 1.1], [8, 4, 1.472 * 1.1, 0.259 * 1.1]];
+  const errors: number[] = [];
   for (const [size, overlap, maxBound, rmsBound] of bounds) {
     const tiled = await vae.decode(z, { tile: { size, overlap } });
     assert.deepEqual(tiled.shape, whole.shape);
     const e = stats(tiled, whole);
     t.diagnostic(`tiles ${size}, overlap ${overlap}: max |tiled - whole| ${e.max.toFixed(3)} (${(e.max / peak).toFixed(3)} of peak), rms ${e.rms.toFixed(3)}`);
-    assert.ok(e.max <= maxBound * peak && e.rms <= rmsBound * peak, `seam error grew: max ${e.max}, rms ${e.rms}`);
+    assert.ok(e.max <= maxBound && e.rms <= rmsBound, `seam error grew: max ${e.max} (bound ${maxBound}), rms ${e.rms} (bound ${rmsBound})`);
+    errors.push(e.rms);
   }
+  assert.ok(errors[0]! < 0.6 * errors[1]!, `overlap 8 of 12 should disagree far less than 4 of 8: rms ${errors}`);
   const odd = await vae.decode(filled([1, 16, 8, 12], (i) => Math.cos(i * 0.11)), { tile: { size: 6, overlap: 2 } });
   assert.deepEqual(odd.shape, [1, 3, 16, 24]);
   await vae.dispose();
