@@ -112,7 +112,14 @@ export function parseSpieceModel(bytes: Uint8Array, source: string): UnigramMode
   } catch (e) {
     throw new FileFormatError(source, `not a SentencePiece model (${(e as Error).message})`);
   }
-  const trainer = readTrainer(trainerBytes);
+  let trainer: Trainer;
+  let normalizer: NormalizerSpec;
+  try {
+    trainer = readTrainer(trainerBytes);
+    normalizer = readNormalizer(normalizerBytes, trainer.suffix);
+  } catch (e) {
+    throw new FileFormatError(source, `not a SentencePiece model (${(e as Error).message})`);
+  }
   if (trainer.modelType !== 1) throw new FileFormatError(source, `model type ${trainer.modelType} is not supported; expected 1 (UNIGRAM), as T5 uses`);
   if (pieces.length === 0) throw new FileFormatError(source, 'the model has no pieces');
   const unkId = pieces.findIndex((p) => p.type === PieceType.UNKNOWN);
@@ -120,7 +127,7 @@ export function parseSpieceModel(bytes: Uint8Array, source: string): UnigramMode
   if (trainer.eosId < 0 || trainer.eosId >= pieces.length) throw new FileFormatError(source, `eos id ${trainer.eosId} is outside the ${pieces.length} pieces`);
   return {
     pieces, unkId, eosId: trainer.eosId, padId: trainer.padId < 0 ? 0 : trainer.padId, byteFallback: trainer.byteFallback,
-    normalizer: readNormalizer(normalizerBytes, trainer.suffix),
+    normalizer,
   };
 }
 

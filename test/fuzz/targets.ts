@@ -12,7 +12,7 @@ import jpeg from 'jpeg-js';
 import { SD3Error } from '../../src/core/errors.js';
 import { type DType, tensor } from '../../src/core/tensor.js';
 import { parseSafetensorsHeader } from '../../src/core/safetensors.js';
-import { RGBImage, decodeImage, readPNGText } from '../../src/image/image.js';
+import { RGBImage, decodeImage, imageHeader, readPNGText } from '../../src/image/image.js';
 import { declaredAbsent, parseJsonObject, schedulerShift, shardFileNames } from '../../src/loaders/checkpoint.js';
 import { clipConfigFromHF, inferCLIPTextConfig } from '../../src/models/clip.js';
 import { maskToLatent } from '../../src/pipelines/inputs.js';
@@ -32,6 +32,8 @@ export interface Target<T = unknown> {
   /** Its share of a run's inputs (relative; slow targets get fewer). */
   readonly weight: number;
   readonly arbitrary: fc.Arbitrary<T>;
+  /** The time an input may take before it counts as a hang (default SLOW_MS). */
+  readonly slowMs?: (input: T) => number;
   /** Parses the input; throws an SD3Error for bad input; returns a problem description when a property fails. */
   readonly run: (input: T) => string | undefined;
 }
@@ -240,6 +242,16 @@ const jpegSeeds = [jpeg.encode({ width: 8, height: 8, data: Buffer.from(Uint8Arr
 const imageTarget: Target<Uint8Array> = {
   name: 'image-decode',
   weight: 2,
+  // Decoding is linear in the pixels the header claims (at most MAX_IMAGE_SIDE squared, which a tiny file can
+  // claim): the budget is SLOW_MS plus 150 ns per claimed pixel, so only super-linear work counts as a hang.
+  slowMs: (bytes) => {
+    try {
+      const h = imageHeader(bytes);
+      return SLOW_MS + h.width * h.height * 150e-6;
+    } catch {
+      return SLOW_MS;
+    }
+  },
   arbitrary: fc.oneof({ weight: 3, arbitrary: mutated(pngSeeds) }, { weight: 3, arbitrary: mutated(jpegSeeds) }, { weight: 1, arbitrary: fc.uint8Array({ maxLength: 64 }) }),
   run: (bytes) => {
     try {
@@ -300,6 +312,7 @@ export function runOne(t: Target<never>, input: never): Finding | undefined {
     else if (!(e instanceof SD3Error)) finding = { kind: 'error type', message: `${(e as Error)?.name}: ${(e as Error)?.message}\n${(e as Error)?.stack?.split('\n').slice(1, 4).join('\n')}` };
   }
   const ms = performance.now() - started;
-  if (!finding && ms > SLOW_MS) finding = { kind: 'slow', message: `${ms.toFixed(0)} ms` };
+  const limit = (t.slowMs as ((i: never) => number) | undefined)?.(input) ?? SLOW_MS;
+  if (!finding && ms > limit) finding = { kind: 'slow', message: `${ms.toFixed(0)} ms (limit ${limit.toFixed(0)} ms)` };
   return finding ? { target: t.name, ...finding, input: fc.stringify(input).slice(0, 400) } : undefined;
 }

@@ -24,6 +24,11 @@ describe('findings of the long fuzz runs, kept as regression cases', () => {
     const t = TARGETS.find((x) => x.name === 'tokenizer-files')!;
     assert.equal(runOne(t, { kind: 'json', bytes: new TextEncoder().encode('null') } as never), undefined);
   });
+  it('a spiece.model whose trainer spec holds an illegal protobuf tag is a FileFormatError', () => {
+    const t = TARGETS.find((x) => x.name === 'tokenizer-files')!;
+    // field 2 (TrainerSpec), 1 byte long: tag 0x2f = field 5, wire type 7 (no such wire type)
+    assert.equal(runOne(t, { kind: 'spiece', bytes: Uint8Array.from([0x12, 0x01, 0x2f]) } as never), undefined);
+  });
   it('a CLIP config.json whose layer_norm_eps is an object with a "toString" key is an SD3Error', () => {
     const t = TARGETS.find((x) => x.name === 'diffusers-json')!;
     assert.equal(runOne(t, JSON.stringify({ hidden_size: 32, num_attention_heads: 2, hidden_act: 'gelu', layer_norm_eps: { toString: 1 } }) as never), undefined);
