@@ -29,7 +29,9 @@ export function checkRepoPath(file: string): void {
 }
 
 export function checkRevision(revision: string): void {
-  if (typeof revision !== 'string' || !revision || revision.split('/').some((p) => p === '' || p === '.' || p === '..')) {
+  // '/' separates a branch's parts (refs/pr/1); a backslash (a separator on Windows), ':' and NUL never belong in a
+  // revision, and no part may step out of the cache folder.
+  if (typeof revision !== 'string' || !revision || /[\\:\0]/.test(revision) || revision.split('/').some((p) => p === '' || p === '.' || p === '..')) {
     throw new SD3Error(`revision ${JSON.stringify(revision)} is not valid; expected a branch, tag or commit hash such as "main"`);
   }
 }

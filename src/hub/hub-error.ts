@@ -71,9 +71,19 @@ export async function errorFromResponse(res: Response, ctx: RequestContext): Pro
   } else if (res.status === 403) {
     message = `the hub refused access to ${what}${hub}. ${gatedAdvice(ctx)}`;
   } else {
-    message = `request for ${what} failed${hub}: ${res.url}`;
+    message = `request for ${what} failed${hub}: ${withoutQuery(res.url)}`;
   }
   return new HubError(message, res.status, code);
+}
+
+/** A URL without its query: CDN redirects carry signed, time-limited credentials there, which must not be printed. */
+export function withoutQuery(url: string): string {
+  try {
+    const u = new URL(url);
+    return u.search ? `${u.origin}${u.pathname}?...` : url;
+  } catch {
+    return url.replace(/\?.*$/, '?...');
+  }
 }
 
 /** True for a failure to reach the hub at all (refused, DNS, reset), as opposed to an HTTP answer or an abort. */

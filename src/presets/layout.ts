@@ -4,6 +4,8 @@
  * any smaller size. Used for the random-weight benchmark checkpoint and the `tiny-random` preset.
  */
 
+import { CLIP_L_CONFIG, clipWeightShapes } from '../models/clip.js';
+
 export interface LayoutEntry {
   readonly name: string;
   readonly shape: readonly number[];
@@ -115,22 +117,18 @@ export function vaeLayout(prefix = 'first_stage_model.', z: VAESizes = SD3_VAE_S
   return entries;
 }
 
+/** Random-value scales of CLIP weights: embeddings as CLIP's init, norms around 1, Linear weights 1/sqrt(fan-in). */
+function clipInit(name: string, shape: readonly number[]): { std: number; mean?: number } {
+  if (name.endsWith('token_embedding.weight')) return { std: 0.02 };
+  if (name.endsWith('position_embedding.weight')) return { std: 0.01 };
+  if (/norm\d?\.weight$/.test(name)) return { std: 0.02, mean: 1 };
+  return shape.length === 1 ? { std: 0.02 } : { std: 1 / Math.sqrt(shape[1]!) };
+}
+
+/** A CLIP text tower's tensors: the names and shapes are the model's own table (clipWeightShapes). */
 export function clipLayout(prefix: string, width: number, layers: number, projection: boolean, vocab = 49408): LayoutEntry[] {
-  const { entries, add: raw } = collector();
-  const add: Add = (n, s, i) => raw(prefix + n, s, i);
-  add('text_model.embeddings.token_embedding.weight', [vocab, width], { std: 0.02 });
-  add('text_model.embeddings.position_embedding.weight', [77, width], { std: 0.01 });
-  for (let i = 0; i < layers; i++) {
-    const p = `text_model.encoder.layers.${i}`;
-    for (const n of ['q_proj', 'k_proj', 'v_proj', 'out_proj']) linear(add, `${p}.self_attn.${n}`, width, width);
-    norm(add, `${p}.layer_norm1`, width);
-    linear(add, `${p}.mlp.fc1`, 4 * width, width);
-    linear(add, `${p}.mlp.fc2`, width, 4 * width);
-    norm(add, `${p}.layer_norm2`, width);
-  }
-  norm(add, 'text_model.final_layer_norm', width);
-  if (projection) add('text_projection.weight', [width, width]);
-  return entries;
+  const config = { ...CLIP_L_CONFIG, vocabSize: vocab, hiddenSize: width, intermediateSize: 4 * width, numHiddenLayers: layers, maxPositionEmbeddings: 77, projectionDim: width };
+  return [...clipWeightShapes(config, projection)].map(([name, shape]) => ({ name: prefix + name, shape, init: clipInit(name, shape) }));
 }
 
 export function t5Layout(prefix = 'text_encoders.t5xxl.transformer.', layers = 24): LayoutEntry[] {

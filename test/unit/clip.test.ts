@@ -2,27 +2,11 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { type Tensor, float32ToHalf, tensor } from '../../src/core/tensor.js';
 import { MemoryStore, readWeightFloat32 } from '../../src/core/weights.js';
-import { CLIP_G_CONFIG, CLIP_L_CONFIG, CLIPTextEncoder, type CLIPTextConfig, clipConfigFromHF, inferCLIPTextConfig } from '../../src/models/clip.js';
+import { CLIP_G_CONFIG, CLIP_L_CONFIG, CLIPTextEncoder, type CLIPTextConfig, clipConfigFromHF, clipWeightShapes, inferCLIPTextConfig } from '../../src/models/clip.js';
 import { random, shapeStore } from '../helpers/stores.js';
 
-/** Every CLIP weight name with its shape, for a config. */
-function clipShapes(c: CLIPTextConfig, projection: boolean): Map<string, number[]> {
-  const W = c.hiddenSize;
-  const m = new Map<string, number[]>([
-    ['text_model.embeddings.token_embedding.weight', [c.vocabSize, W]],
-    ['text_model.embeddings.position_embedding.weight', [c.maxPositionEmbeddings, W]],
-    ['text_model.final_layer_norm.weight', [W]], ['text_model.final_layer_norm.bias', [W]],
-  ]);
-  for (let i = 0; i < c.numHiddenLayers; i++) {
-    const p = `text_model.encoder.layers.${i}`;
-    for (const n of ['layer_norm1', 'layer_norm2']) { m.set(`${p}.${n}.weight`, [W]); m.set(`${p}.${n}.bias`, [W]); }
-    for (const n of ['q_proj', 'k_proj', 'v_proj', 'out_proj']) { m.set(`${p}.self_attn.${n}.weight`, [W, W]); m.set(`${p}.self_attn.${n}.bias`, [W]); }
-    m.set(`${p}.mlp.fc1.weight`, [c.intermediateSize, W]); m.set(`${p}.mlp.fc1.bias`, [c.intermediateSize]);
-    m.set(`${p}.mlp.fc2.weight`, [W, c.intermediateSize]); m.set(`${p}.mlp.fc2.bias`, [W]);
-  }
-  if (projection) m.set('text_projection.weight', [c.projectionDim, W]);
-  return m;
-}
+/** Every CLIP weight name with its shape, for a config: the model's own table. */
+const clipShapes = clipWeightShapes;
 
 const TINY: CLIPTextConfig = { ...CLIP_L_CONFIG, vocabSize: 100, hiddenSize: 8, intermediateSize: 16, numHiddenLayers: 3, numAttentionHeads: 2, projectionDim: 8 };
 
