@@ -160,9 +160,11 @@ function setStatus(text) {
 function setProgress(step, total, text) {
   const max = Math.max(1, total || 1);
   const now = Math.min(Math.max(0, step || 0), max);
-  ui.progress.setAttribute('aria-valuemax', String(max));
-  ui.progress.setAttribute('aria-valuenow', String(now));
-  ui.progress.setAttribute('aria-valuetext', text);
+  // Only what changed, so that assistive technology announces each value once.
+  const set = (name, v) => { if (ui.progress.getAttribute(name) !== v) ui.progress.setAttribute(name, v); };
+  set('aria-valuemax', String(max));
+  set('aria-valuenow', String(now));
+  set('aria-valuetext', text);
   ui.progressFill.style.width = `${(100 * now) / max}%`;
 }
 
@@ -170,8 +172,10 @@ function seconds(ms) {
   return `${(ms / 1000).toFixed(1)} s`;
 }
 
-function showPreview(png) {
+/** A preview (often at latent resolution, 1/8 of the image) shown at the job's size, within the panel. */
+function showPreview(png, width) {
   if (typeof png !== 'string' || png === '') return;
+  if (Number.isFinite(width)) ui.preview.style.width = `${Math.min(width, 512)}px`;
   ui.preview.src = png.startsWith('data:') ? png : `data:image/png;base64,${png}`;
   ui.preview.hidden = false;
   ui.previewEmpty.hidden = true;
@@ -309,9 +313,10 @@ async function generate() {
   if (created.status === 'queued') queued(created.queue_position);
   job.stop = watchJob(created, {
     queued: (d) => { if (current === job) queued(d.queue_position); },
-    started: () => {
+    started: (d) => {
       if (current !== job) return;
-      setProgress(0, 1, 'started');
+      if (Number.isFinite(d.total)) job.total = d.total;
+      setProgress(0, job.total ?? 1, 'started');
       setStatus('Running…');
     },
     progress: (d) => {
@@ -322,7 +327,7 @@ async function generate() {
       setProgress(d.step, d.total, text);
       setStatus(`Step ${d.step} of ${d.total}${eta}.`);
     },
-    preview: (d) => { if (current === job) showPreview(d.png); },
+    preview: (d) => { if (current === job) showPreview(d.png, body.width ?? config?.width); },
     done: (final) => finish(job, final),
   });
 }
