@@ -6,16 +6,33 @@
 
 /** A refused request: `message` is the server's words, `field` the request field it names (if any). */
 export class ApiError extends Error {
-  constructor(message, { status = 0, field } = {}) {
+  constructor(message, { status = 0, field, retryAfter } = {}) {
     super(message);
     this.name = 'ApiError';
     this.status = status;
     this.field = field;
+    this.retryAfter = retryAfter;
   }
+}
+
+let apiKey = '';
+
+/** The key for a server started with --api-key (sent as a bearer token; as ?api_key= where headers cannot go). */
+export function setApiKey(key) {
+  apiKey = key.trim();
+}
+
+/** `url` with the API key as a query parameter, for EventSource, <img> and download links (no headers there). */
+export function withKey(url) {
+  if (!apiKey || !url) return url;
+  const u = new URL(url, location.href);
+  u.searchParams.set('api_key', apiKey);
+  return u.origin === location.origin ? u.pathname + u.search : u.href;
 }
 
 async function request(method, url, body) {
   const init = { method, headers: { accept: 'application/json' } };
+  if (apiKey) init.headers.authorization = `Bearer ${apiKey}`;
   if (body !== undefined) {
     init.headers['content-type'] = 'application/json';
     init.body = JSON.stringify(body);
@@ -38,7 +55,8 @@ async function request(method, url, body) {
     const message = typeof err === 'string' ? err : err && typeof err.message === 'string' ? err.message : `${res.status} ${res.statusText || 'error'}`;
     const retry = res.headers.get('retry-after');
     const suffix = (res.status === 429 || res.status === 503) && retry ? ` (try again in ${retry} s)` : '';
-    throw new ApiError(message + suffix, { status: res.status, field: err && typeof err.field === 'string' ? err.field : undefined });
+    const retryAfter = retry !== null && Number.isFinite(Number(retry)) ? Number(retry) : undefined;
+    throw new ApiError(message + suffix, { status: res.status, field: err && typeof err.field === 'string' ? err.field : undefined, retryAfter });
   }
   if (data === undefined) throw new ApiError(`the server answered ${method} ${url} with something that is not JSON`, { status: res.status });
   return data;
@@ -99,7 +117,7 @@ export function watchJob(job, handlers) {
   if (typeof EventSource === 'undefined' || !job.events_url) {
     poll();
   } else {
-    source = new EventSource(job.events_url);
+    source = new EventSource(withKey(job.events_url));
     source.addEventListener('queued', (ev) => handlers.queued?.(parse(ev)));
     source.addEventListener('started', (ev) => handlers.started?.(parse(ev)));
     source.addEventListener('progress', (ev) => handlers.progress?.(parse(ev)));

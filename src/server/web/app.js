@@ -3,7 +3,7 @@
  * live (queue position, progress, preview) and a gallery of the results. It talks only to this server's native
  * jobs API (api.js).
  */
-import { ApiError, cancelJob, createJob, getConfig, watchJob } from './api.js';
+import { ApiError, cancelJob, createJob, getConfig, setApiKey, watchJob } from './api.js';
 import { Gallery } from './gallery.js';
 import { MaskEditor, fitSize } from './mask-editor.js';
 
@@ -32,6 +32,8 @@ const ui = {
   seed: $('seed'),
   randomSeed: $('random-seed'),
   batch: $('batch-size'),
+  apiKeyField: $('api-key-field'),
+  apiKey: $('api-key'),
   error: $('error'),
   generate: $('generate'),
   cancel: $('cancel'),
@@ -46,6 +48,7 @@ const ui = {
 const FIELD_CONTROLS = {
   prompt: ui.prompt, negative_prompt: ui.negative, steps: ui.steps, cfg_scale: ui.cfg, seed: ui.seed,
   width: ui.width, height: ui.height, batch_size: ui.batch, image: ui.imageFile, mask: ui.canvas, strength: ui.strength,
+  api_key: ui.apiKey,
 };
 
 let config;
@@ -59,6 +62,20 @@ const gallery = new Gallery($('gallery'), $('gallery-empty'), {
 });
 /** The job this page follows: {id, stop, started (ms), request}. */
 let current;
+/** Inputs the user changed: defaults (from the server, or per mode) no longer overwrite them. */
+const touched = new Set();
+const MODE_KEYS = { txt2img: 'text-to-image', img2img: 'image-to-image', inpaint: 'inpaint' };
+
+function setDefault(input, value) {
+  if (touched.has(input) || value === undefined || value === null || !Number.isFinite(Number(value))) return;
+  input.value = String(value);
+  if (input === ui.strength) ui.strengthValue.textContent = Number(value).toFixed(2);
+}
+
+/** This mode's defaults from /api/config (`defaults_by_mode`, else `defaults`). */
+function modeDefaults(m) {
+  return { ...(config?.defaults ?? {}), ...(config?.defaults_by_mode?.[MODE_KEYS[m]] ?? {}) };
+}
 
 // --- the form --------------------------------------------------------------------------------------------
 
@@ -83,8 +100,10 @@ function showMode() {
     if (ui.width.dataset.userValue) ui.width.value = ui.width.dataset.userValue;
     if (ui.height.dataset.userValue) ui.height.value = ui.height.dataset.userValue;
   }
-  const strength = config?.defaults?.strength;
-  if (typeof strength === 'object' && strength && !ui.strength.dataset.touched && strength[m] !== undefined) setStrength(strength[m]);
+  const d = modeDefaults(m);
+  setDefault(ui.steps, d.steps);
+  setDefault(ui.cfg, d.cfg_scale);
+  setDefault(ui.strength, d.strength);
 }
 
 function setStrength(v) {
@@ -119,9 +138,11 @@ ui.brush.addEventListener('input', () => {
   ui.brushValue.textContent = ui.brush.value;
 });
 ui.clearMask.addEventListener('click', () => editor.clear());
-ui.strength.addEventListener('input', () => {
-  ui.strength.dataset.touched = '1';
-  setStrength(ui.strength.value);
+ui.strength.addEventListener('input', () => setStrength(ui.strength.value));
+for (const input of [ui.steps, ui.cfg, ui.strength, ui.width, ui.height]) input.addEventListener('input', () => touched.add(input));
+ui.apiKey.addEventListener('input', () => {
+  setApiKey(ui.apiKey.value);
+  sessionStorage.setItem('sd3-api-key', ui.apiKey.value);
 });
 for (const input of [ui.width, ui.height]) input.addEventListener('change', () => { if (!input.readOnly) input.dataset.userValue = input.value; });
 ui.randomSeed.addEventListener('click', () => {
@@ -299,6 +320,10 @@ async function generate() {
     setBusy(false);
     setProgress(0, 1, 'idle');
     setStatus('Not started.');
+    if (e instanceof ApiError && e.status === 401) {
+      ui.apiKeyField.hidden = false;
+      return showError(`${e.message}. Enter the server's API key, then Generate again.`, 'api_key');
+    }
     if (e instanceof ApiError) return showError(e.message, e.field);
     throw e;
   }
@@ -364,20 +389,21 @@ function applyConfig(c) {
   config = c;
   limits = { ...limits, ...(c.limits ?? {}) };
   const l = c.limits ?? {};
-  const d = c.defaults ?? {};
   const setMax = (input, v) => { if (Number.isFinite(v)) input.max = String(v); };
   setMax(ui.steps, l.max_steps);
   setMax(ui.batch, l.max_batch);
   setMax(ui.width, l.max_width);
   setMax(ui.height, l.max_height);
   if (Number.isFinite(l.max_prompt_chars)) ui.prompt.maxLength = l.max_prompt_chars;
-  if (Number.isFinite(d.steps)) ui.steps.value = String(d.steps);
-  if (Number.isFinite(d.cfg_scale)) ui.cfg.value = String(d.cfg_scale);
-  if (Number.isFinite(d.strength)) setStrength(d.strength);
-  if (Number.isFinite(c.width)) ui.width.value = ui.width.dataset.userValue = String(c.width);
-  if (Number.isFinite(c.height)) ui.height.value = ui.height.dataset.userValue = String(c.height);
+  if (Number.isFinite(c.width)) ui.width.dataset.userValue ??= String(c.width);
+  if (Number.isFinite(c.height)) ui.height.dataset.userValue ??= String(c.height);
+  setDefault(ui.width, c.width);
+  setDefault(ui.height, c.height);
+  if (c.auth) ui.apiKeyField.hidden = false;
   const parts = [c.model ?? 'unknown model'];
-  if (Number.isFinite(c.width) && Number.isFinite(c.height)) parts.push(`${c.width}×${c.height} by default`);
+  if (c.status === 'loading') parts.push('loading the model…');
+  else if (c.status === 'failed') parts.push('the model failed to load');
+  else if (Number.isFinite(c.width) && Number.isFinite(c.height)) parts.push(`${c.width}×${c.height} by default`);
   if (Number.isFinite(l.max_steps)) parts.push(`up to ${l.max_steps} steps`);
   if (Number.isFinite(l.max_batch)) parts.push(`batch ≤ ${l.max_batch}`);
   ui.modelInfo.textContent = parts.join(' · ');
@@ -385,9 +411,25 @@ function applyConfig(c) {
   showMode();
 }
 
+/** Reads /api/config, again every 2 s while the model loads (its default size is known only then). */
+async function loadConfig() {
+  try {
+    const c = await getConfig();
+    applyConfig(c);
+    if (c.status === 'loading') setTimeout(loadConfig, 2000);
+  } catch (e) {
+    const wait = e instanceof ApiError && e.status === 503 ? Math.max(1, e.retryAfter ?? 2) : undefined;
+    ui.modelInfo.textContent = wait ? 'the server is not ready yet…' : 'server configuration unavailable';
+    if (wait) setTimeout(loadConfig, wait * 1000);
+    else showError(`Could not read the server's configuration: ${e.message}`);
+  }
+}
+
+const savedKey = sessionStorage.getItem('sd3-api-key');
+if (savedKey) {
+  ui.apiKey.value = savedKey;
+  setApiKey(savedKey);
+}
 setStrength(ui.strength.value);
 showMode();
-getConfig().then(applyConfig, (e) => {
-  ui.modelInfo.textContent = 'server configuration unavailable';
-  showError(`Could not read the server's configuration: ${e.message}`);
-});
+loadConfig();

@@ -3,6 +3,8 @@
  * download link and a button that puts its seed back into the form.
  */
 
+import { withKey } from './api.js';
+
 const TASK_NAMES = { 'text-to-image': 'text to image', txt2img: 'text to image', 'image-to-image': 'image to image', img2img: 'image to image', inpaint: 'inpaint' };
 
 /** The first of `keys` that `obj` has (the library names parameters in camelCase, JSON clients in snake_case). */
@@ -78,7 +80,8 @@ export class Gallery {
     const seed = pick(image, 'seed') ?? pick(p, 'seed');
     this.count++;
     const name = `sd3-${seed ?? job.id}-${index}.png`;
-    const img = el('img', { src: image.url, alt: prompt || 'generated image', loading: 'lazy', width: String(pick(p, 'width') ?? ''), height: String(pick(p, 'height') ?? '') });
+    const url = withKey(image.url);
+    const img = el('img', { src: url, alt: prompt || 'generated image', loading: 'lazy', width: String(pick(p, 'width') ?? ''), height: String(pick(p, 'height') ?? '') });
     if (!img.getAttribute('width')) img.removeAttribute('width');
     if (!img.getAttribute('height')) img.removeAttribute('height');
     const neg = pick(p, 'negativePrompt', 'negative_prompt');
@@ -93,9 +96,9 @@ export class Gallery {
       el('p', { class: 'meta' }, summary(p, image)),
       truncated ? el('p', { class: 'note' }, 'The prompt is longer than CLIP reads (75 tokens): its end was ignored.') : undefined,
       el('div', { class: 'item-actions' },
-        el('a', { href: image.url, download: name, class: 'button-link small', 'aria-label': `Download ${name}` }, 'Download'),
+        el('a', { href: url, download: name, class: 'button-link small', 'aria-label': `Download ${name}` }, 'Download'),
         useSeed),
       details);
-    return el('li', { class: 'gallery-item' }, el('figure', {}, el('a', { href: image.url, target: '_blank', rel: 'noopener', class: 'thumb' }, img), caption));
+    return el('li', { class: 'gallery-item' }, el('figure', {}, el('a', { href: url, target: '_blank', rel: 'noopener', class: 'thumb' }, img), caption));
   }
 }
