@@ -51,7 +51,7 @@ describe('OpenAI Images API (openai npm client)', () => {
 
   it('images.generate: n=2 at two sizes, each image equal to the library\'s, seeds seed and seed+1', async () => {
     for (const [w, h] of [[64, 64], [96, 48]] as const) {
-      const res = await client.images.generate({ prompt: 'a blue boat', n: 2, size: `${w}x${h}` as '256x256', steps: 2, seed: 5, cfg_scale: 4 } as OpenAI.ImageGenerateParams & Extra);
+      const res = await client.images.generate({ prompt: 'a blue boat', n: 2, size: `${w}x${h}` as '256x256', steps: 2, seed: 5, cfg_scale: 4 } as OpenAI.ImageGenerateParamsNonStreaming & Extra);
       assert.equal(res.data!.length, 2);
       assert.equal(typeof res.created, 'number');
       assert.equal((res as unknown as { size: string }).size, `${w}x${h}`);
@@ -64,13 +64,13 @@ describe('OpenAI Images API (openai npm client)', () => {
   });
 
   it('images.generate with response_format url and output_format jpeg', async () => {
-    const res = await client.images.generate({ prompt: 'a lamp', response_format: 'url', steps: 1, seed: 1 } as OpenAI.ImageGenerateParams & Extra);
+    const res = await client.images.generate({ prompt: 'a lamp', response_format: 'url', steps: 1, seed: 1 } as OpenAI.ImageGenerateParamsNonStreaming & Extra);
     const url = res.data![0]!.url!;
     assert.match(url, new RegExp(`^${srv.url}/v1/images/files/[0-9a-f-]{36}/0\\.png$`));
     const png = await fetch(url);
     assert.equal(png.status, 200);
     assert.deepEqual([decodeImage(new Uint8Array(await png.arrayBuffer())).width], [64]);
-    const jpeg = await client.images.generate({ prompt: 'a lamp', output_format: 'jpeg', steps: 1, seed: 1 } as OpenAI.ImageGenerateParams & Extra);
+    const jpeg = await client.images.generate({ prompt: 'a lamp', output_format: 'jpeg', steps: 1, seed: 1 } as OpenAI.ImageGenerateParamsNonStreaming & Extra);
     assert.deepEqual([...Buffer.from(jpeg.data![0]!.b64_json!, 'base64').subarray(0, 3)], [0xff, 0xd8, 0xff]);
     assert.equal(jpeg.output_format, 'jpeg');
   });
@@ -78,7 +78,7 @@ describe('OpenAI Images API (openai npm client)', () => {
   it('images.edit without a mask is image-to-image; with an alpha mask, inpainting where alpha is 0', async () => {
     const input = picture(64, 64, 3);
     const file = () => toFile(input.toPNG(), 'in.png', { type: 'image/png' });
-    const i2i = await client.images.edit({ image: await file(), prompt: 'watercolour', steps: 4, seed: 9, strength: 0.5 } as OpenAI.ImageEditParams & Extra);
+    const i2i = await client.images.edit({ image: await file(), prompt: 'watercolour', steps: 4, seed: 9, strength: 0.5 } as OpenAI.ImageEditParamsNonStreaming & Extra);
     const expectedI2I = await new ImageToImage(srv.model.backbone, srv.model.preprocessor, { width: 64, height: 64 })
       .generate({ images: input, prompts: 'watercolour' }, { numSteps: 4, seed: 9, strength: 0.5 });
     assertSamePixels(b64Image(i2i.data![0]!.b64_json), expectedI2I, 'edit without mask vs ImageToImage');
@@ -86,7 +86,7 @@ describe('OpenAI Images API (openai npm client)', () => {
     const edit = (x: number) => x < 32;
     const masked = await client.images.edit({
       image: [await file()], mask: await toFile(alphaMask(64, 64, edit), 'mask.png', { type: 'image/png' }), prompt: 'a door', steps: 4, seed: 9,
-    } as OpenAI.ImageEditParams & Extra);
+    } as OpenAI.ImageEditParamsNonStreaming & Extra);
     const expectedInpaint = await new Inpaint(srv.model.backbone, srv.model.preprocessor, { width: 64, height: 64 })
       .generate({ images: input, masks: maskImage(64, 64, edit), prompts: 'a door' }, { numSteps: 4, seed: 9 });
     assertSamePixels(b64Image(masked.data![0]!.b64_json), expectedInpaint, 'edit with an alpha mask vs Inpaint (alpha 0 = repaint)');
@@ -121,13 +121,13 @@ describe('OpenAI Images API (openai npm client)', () => {
     const small = await startTiny({ model: srv.model, maxQueue: 1 });
     const c = new OpenAI({ baseURL: `${small.url}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 120_000 });
     try {
-      const running = c.images.generate({ prompt: 'a', steps: 150, seed: 1 } as OpenAI.ImageGenerateParams & Extra);
+      const running = c.images.generate({ prompt: 'a', steps: 150, seed: 1 } as OpenAI.ImageGenerateParamsNonStreaming & Extra);
       running.catch(() => undefined);
       while (!small.context.queue!.running) await sleep(5);
-      const queued = c.images.generate({ prompt: 'b', steps: 1, seed: 1 } as OpenAI.ImageGenerateParams & Extra);
+      const queued = c.images.generate({ prompt: 'b', steps: 1, seed: 1 } as OpenAI.ImageGenerateParamsNonStreaming & Extra);
       queued.catch(() => undefined);
       while (small.context.queue!.pendingCount < 1) await sleep(5);
-      await assert.rejects(c.images.generate({ prompt: 'c', steps: 1 } as OpenAI.ImageGenerateParams & Extra), (e: unknown) => {
+      await assert.rejects(c.images.generate({ prompt: 'c', steps: 1 } as OpenAI.ImageGenerateParamsNonStreaming & Extra), (e: unknown) => {
         assert.ok(e instanceof OpenAI.RateLimitError, `got ${(e as Error).name}`);
         assert.equal(e.status, 429);
         assert.equal(e.code, 'queue_full');
@@ -165,7 +165,7 @@ describe('OpenAI Images API (openai npm client)', () => {
       assert.equal(error.param, param, JSON.stringify(body));
       assert.match(error.message, message);
     }
-    const ignored = await client.images.generate({ prompt: 'fine', quality: 'hd', style: 'vivid', model: 'dall-e-3', user: 'u', background: 'auto', steps: 1 } as OpenAI.ImageGenerateParams & Extra);
+    const ignored = await client.images.generate({ prompt: 'fine', quality: 'hd', style: 'vivid', model: 'dall-e-3', user: 'u', background: 'auto', steps: 1 } as OpenAI.ImageGenerateParamsNonStreaming & Extra);
     assert.equal(ignored.data!.length, 1);
   });
 });
