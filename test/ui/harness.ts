@@ -4,7 +4,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import { type Browser, chromium } from 'playwright-core';
+import { type Browser, type ConsoleMessage, type Page, chromium } from 'playwright-core';
 import { REPO, SOURCE_MAIN } from '../helpers/cli.js';
 
 /** Debian's package puts the browser here; CHROMIUM_PATH names another. */
@@ -66,4 +66,20 @@ export function startServe(args: readonly string[] = []): Promise<RunningServer>
       reject(new Error(`sd3 serve exited (${code}) before listening; its output:\n${out}`));
     });
   });
+}
+
+/**
+ * Collects what went wrong in `page`: console errors (CSP violations among them), uncaught errors, and requests
+ * to anywhere but `origin`. `expected` lets through console errors a test provokes on purpose (a refused request
+ * is logged by Chromium as a failed load).
+ */
+export function collectProblems(page: Page, origin: string, expected: (m: ConsoleMessage) => boolean = () => false): string[] {
+  const problems: string[] = [];
+  page.on('console', (m) => { if (m.type() === 'error' && !expected(m)) problems.push(`console: ${m.text()} (${m.location().url})`); });
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('request', (r) => {
+    const u = r.url();
+    if (!u.startsWith('data:') && !u.startsWith('blob:') && new URL(u).origin !== origin) problems.push(`request off the server: ${u}`);
+  });
+  return problems;
 }

@@ -322,7 +322,9 @@ async function generate() {
     setStatus('Not started.');
     if (e instanceof ApiError && e.status === 401) {
       ui.apiKeyField.hidden = false;
-      return showError(`${e.message}. Enter the server's API key, then Generate again.`, 'api_key');
+      return showError(ui.apiKey.value.trim() === ''
+        ? 'This server needs an API key: enter it under "API key", then Generate again.'
+        : `The server did not accept this API key (${e.message}).`, 'api_key');
     }
     if (e instanceof ApiError) return showError(e.message, e.field);
     throw e;
