@@ -75,6 +75,14 @@ const RECORD_PROGRESS = `(() => {
 const recordProgress = (): Promise<void> => page.evaluate(RECORD_PROGRESS);
 const recorded = (): Promise<number[]> => page.evaluate('window.__progress');
 const naturalSize = async (el: ImageElement): Promise<number[]> => { await el.decode(); return [el.naturalWidth, el.naturalHeight]; };
+/** Polls from here (page.waitForFunction would need eval, which the page's policy forbids). */
+async function waitForProgress(atLeast: number): Promise<void> {
+  const bar = page.getByRole('progressbar');
+  for (const deadline = Date.now() + 60_000; Number(await bar.getAttribute('aria-valuenow')) < atLeast;) {
+    assert.ok(Date.now() < deadline, `the progress bar did not reach ${atLeast} within 60 s`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
 const galleryItems = () => page.getByRole('list', { name: 'Results' }).getByRole('listitem');
 const status = () => page.getByRole('status');
 
@@ -119,6 +127,9 @@ describe('the web page in headless Chromium', () => {
     await page.getByRole('progressbar', { name: 'Progress' }).waitFor();
     for (const name of ['Steps', 'Guidance', 'Seed', 'Width', 'Height', 'Batch']) await page.getByRole('spinbutton', { name, exact: true }).waitFor();
     await page.getByRole('button', { name: 'Random seed' }).waitFor();
+    // A strict content security policy is in force (so the no-console-error check below also means no violation).
+    const csp = await page.locator('meta[http-equiv="Content-Security-Policy"]').getAttribute('content');
+    assert.match(csp ?? '', /default-src 'none'; script-src 'self'; style-src 'self'/);
     // The limits from /api/config reach the inputs.
     assert.equal(await page.getByLabel('Steps', { exact: true }).getAttribute('max'), String(config.limits.max_steps));
     assert.equal(await page.getByLabel('Width', { exact: true }).inputValue(), String(config.width));
@@ -240,7 +251,7 @@ describe('the web page in headless Chromium', () => {
     assert.equal(freed.status, 200);
 
     // The page's job starts: the bar moves and the preview shows; then Cancel.
-    await page.waitForFunction(`Number(document.querySelector('[role="progressbar"]').getAttribute('aria-valuenow')) >= 2`);
+    await waitForProgress(2);
     await page.getByRole('img', { name: 'Live preview of the running job' }).waitFor();
     await page.screenshot({ path: RUNNING_SCREENSHOT, fullPage: true });
     await page.getByRole('button', { name: 'Cancel' }).click();
