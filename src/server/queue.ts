@@ -134,9 +134,13 @@ export class Job {
     this.secondsPerStep = info.elapsed / info.step;
   }
 
+  private readonly previewSteps = { latent: 0, vae: 0 };
+
+  /** A preview of either kind; each kind's steps only go forward (a slow VAE decode may land after later cheap ones). */
   setPreview(step: number, png: Buffer, source: 'latent' | 'vae'): void {
-    if (this.terminal || (this.preview && this.preview.step > step)) return;
-    this.preview = { step, png };
+    if (this.terminal || step < this.previewSteps[source]) return;
+    this.previewSteps[source] = step;
+    if (!this.preview || step >= this.preview.step) this.preview = { step, png };
     this.emit('preview', { step, png: png.toString('base64'), source });
   }
 

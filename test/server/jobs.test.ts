@@ -144,6 +144,19 @@ describe('jobs API', () => {
     await postJSON(`${srv.url}/api/jobs/${a.id}/cancel`, '');
   });
 
+  it('--preview-vae N adds a true VAE decode as the preview every N steps', async () => {
+    const vae = await startTiny({ model: srv.model, previewDecodeEvery: 2 });
+    try {
+      const job = await json(await postJSON(`${vae.url}/api/jobs`, { prompt: 'v', steps: 5, seed: 1 }));
+      const events = await readSSE(await fetch(`${vae.url}${job.events_url}`));
+      const decoded = events.filter((e) => e.event === 'preview' && (e.data as { source: string }).source === 'vae').map((e) => e.data as { step: number; png: string });
+      assert.deepEqual(decoded.map((d) => d.step), [2, 4]);
+      for (const d of decoded) assert.deepEqual([decodeImage(Buffer.from(d.png, 'base64')).width], [64]);
+    } finally {
+      await vae.close();
+    }
+  });
+
   it('answers 404 for an unknown job, and 410 once a finished job has expired', async () => {
     const small = await startTiny({ model: srv.model, keepJobs: 1 });
     try {
