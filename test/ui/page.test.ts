@@ -176,6 +176,26 @@ describe('the web page in headless Chromium', () => {
     }
   });
 
+  it('image to image from a gallery result: "Use as input", Generate, the result arrives', async () => {
+    const before = await galleryItems().count();
+    await galleryItems().first().getByRole('button', { name: /^Use .* as input$/ }).click();
+    assert.equal(await page.getByLabel('Image to image').isChecked(), true);
+    await page.locator('#mask-canvas').waitFor();
+    // The first result was 96x64: that is the input's size, and so the output's.
+    assert.equal(await page.getByLabel('Width', { exact: true }).inputValue(), '96');
+    assert.equal(await page.getByLabel('Height', { exact: true }).inputValue(), '64');
+    await page.getByLabel('Batch', { exact: true }).fill('1');
+    await page.getByRole('button', { name: 'Generate' }).click();
+    await galleryItems().nth(before).waitFor();
+    await status().filter({ hasText: /^Done: 1 image/ }).waitFor();
+    const body = submitted.at(-1)!;
+    assert.equal(body.mask, undefined);
+    const image = decodePNGDataURL(body.image);
+    assert.deepEqual([image.width, image.height], [96, 64]);
+    assert.match(await galleryItems().first().textContent() ?? '', /96×64 · image to image · strength/);
+    await page.getByLabel('Batch', { exact: true }).fill('2');
+  });
+
   it('inpainting: upload an image, paint the mask with the mouse, the page sends it and the result arrives', async () => {
     const before = await galleryItems().count();
     await page.getByLabel('Inpaint').check();
@@ -197,6 +217,14 @@ describe('the web page in headless Chromium', () => {
     await page.mouse.down();
     for (let x = 84; x <= 112; x += 4) await page.mouse.move(...at(x, 48), { steps: 2 });
     await page.mouse.up();
+    // Erase the stroke's right end again (a dab at x = 112 clears x 104-120).
+    const erase = page.getByRole('button', { name: 'Erase' });
+    await erase.click();
+    assert.equal(await erase.getAttribute('aria-pressed'), 'true');
+    await page.mouse.move(...at(112, 48));
+    await page.mouse.down();
+    await page.mouse.up();
+    await erase.click();
 
     await page.getByLabel('Steps', { exact: true }).fill('4');
     await recordProgress();
@@ -211,10 +239,10 @@ describe('the web page in headless Chromium', () => {
     // The upload arrived unchanged (no rescale at 128x96): a pixel inside the square.
     const p = (48 * 128 + 40) * 4;
     assert.deepEqual([...image.data.subarray(p, p + 3)], [80, 240, 30]);
-    // White along the stroke, black far from it.
+    // White along the stroke, black far from it and where it was erased.
     const lum = (x: number, y: number) => mask.data[(y * 128 + x) * 4]!;
-    for (const x of [82, 96, 110]) assert.ok(lum(x, 48) > 200, `mask at (${x}, 48) is ${lum(x, 48)}, expected painted`);
-    for (const [x, y] of [[10, 10], [40, 48], [96, 20], [96, 80], [125, 90]] as const) assert.equal(lum(x, y), 0, `mask at (${x}, ${y}) should be unpainted`);
+    for (const x of [82, 90, 98]) assert.ok(lum(x, 48) > 200, `mask at (${x}, 48) is ${lum(x, 48)}, expected painted`);
+    for (const [x, y] of [[10, 10], [40, 48], [96, 20], [96, 80], [125, 90], [108, 48], [112, 48]] as const) assert.equal(lum(x, y), 0, `mask at (${x}, ${y}) should be unpainted`);
     assert.ok(Number(body.strength) > 0 && Number(body.strength) <= 1);
 
     // Image-to-image and inpainting run the last strength x steps of the schedule: one progress value for each.

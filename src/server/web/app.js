@@ -23,6 +23,7 @@ const ui = {
   brush: $('brush-size'),
   brushValue: $('brush-size-value'),
   clearMask: $('clear-mask'),
+  eraseMask: $('erase-mask'),
   strength: $('strength'),
   strengthValue: $('strength-value'),
   steps: $('steps'),
@@ -59,6 +60,7 @@ const gallery = new Gallery($('gallery'), $('gallery-empty'), {
     ui.seed.value = String(seed);
     ui.seed.focus();
   },
+  onUseAsInput: (url, name) => { useAsInput(url, name); },
 });
 /** The job this page follows: {id, stop, started (ms), request}. */
 let current;
@@ -111,24 +113,44 @@ function setStrength(v) {
   ui.strengthValue.textContent = Number(ui.strength.value).toFixed(2);
 }
 
-async function loadImageFile() {
-  const file = ui.imageFile.files?.[0];
-  if (!file) return;
+/** Takes `blob` (a chosen or dropped file, or a gallery image) as the input image. */
+async function loadInputImage(blob, name) {
   clearError();
   let bitmap;
   try {
-    bitmap = await createImageBitmap(file);
+    bitmap = await createImageBitmap(blob);
   } catch {
     ui.imageFile.value = '';
-    return showError(`"${file.name}" is not an image this browser can read (use a PNG or JPEG).`, 'image');
+    return showError(`"${name}" is not an image this browser can read (use a PNG or JPEG).`, 'image');
   }
   const size = fitSize(bitmap.width, bitmap.height, limits.max_width, limits.max_height);
   editor.load(bitmap, size.width, size.height);
   const scaled = size.width !== bitmap.width || size.height !== bitmap.height;
   ui.imageHint.textContent = scaled
-    ? `${file.name}: ${bitmap.width}×${bitmap.height}, used at ${size.width}×${size.height} (multiples of 16 within the model's limits).`
-    : `${file.name}: ${size.width}×${size.height}.`;
+    ? `${name}: ${bitmap.width}×${bitmap.height}, used at ${size.width}×${size.height} (multiples of 16 within the model's limits).`
+    : `${name}: ${size.width}×${size.height}.`;
   showMode();
+}
+
+function loadImageFile() {
+  const file = ui.imageFile.files?.[0];
+  if (file) loadInputImage(file, file.name);
+}
+
+/** A gallery image as the input of image to image (or of inpainting, when that is the mode). */
+async function useAsInput(url, name) {
+  let blob;
+  try {
+    const res = await fetch(url);
+    if (!res.ok) throw new Error(`${res.status} ${res.statusText}`);
+    blob = await res.blob();
+  } catch (e) {
+    return showError(`Could not fetch ${name}: ${e.message}`);
+  }
+  ui.imageFile.value = '';
+  if (mode() === 'txt2img') ui.form.querySelector('input[name="mode"][value="img2img"]').checked = true;
+  await loadInputImage(blob, name);
+  ui.imageSection.scrollIntoView({ block: 'nearest' });
 }
 
 for (const radio of ui.form.querySelectorAll('input[name="mode"]')) radio.addEventListener('change', () => { clearError(); showMode(); });
@@ -138,6 +160,24 @@ ui.brush.addEventListener('input', () => {
   ui.brushValue.textContent = ui.brush.value;
 });
 ui.clearMask.addEventListener('click', () => editor.clear());
+ui.eraseMask.addEventListener('click', () => {
+  editor.erase = !editor.erase;
+  ui.eraseMask.setAttribute('aria-pressed', String(editor.erase));
+});
+// Dropping an image file on the image section loads it, as choosing it does.
+ui.imageSection.addEventListener('dragover', (e) => {
+  if (![...(e.dataTransfer?.types ?? [])].includes('Files')) return;
+  e.preventDefault();
+  ui.imageSection.classList.add('dropping');
+});
+ui.imageSection.addEventListener('dragleave', () => ui.imageSection.classList.remove('dropping'));
+ui.imageSection.addEventListener('drop', (e) => {
+  ui.imageSection.classList.remove('dropping');
+  const file = e.dataTransfer?.files?.[0];
+  if (!file) return;
+  e.preventDefault();
+  loadInputImage(file, file.name);
+});
 ui.strength.addEventListener('input', () => setStrength(ui.strength.value));
 for (const input of [ui.steps, ui.cfg, ui.strength, ui.width, ui.height]) input.addEventListener('input', () => touched.add(input));
 ui.apiKey.addEventListener('input', () => {

@@ -1,6 +1,6 @@
 /**
  * The gallery of finished images: each with its parameters in words, the full parameter set on demand, a
- * download link and a button that puts its seed back into the form.
+ * download link, and buttons that put its seed back into the form or take it as the next input image.
  */
 
 import { withKey } from './api.js';
@@ -58,10 +58,11 @@ export function summary(p, image) {
 }
 
 export class Gallery {
-  constructor(list, empty, { onUseSeed } = {}) {
+  constructor(list, empty, { onUseSeed, onUseAsInput } = {}) {
     this.list = list;
     this.empty = empty;
     this.onUseSeed = onUseSeed;
+    this.onUseAsInput = onUseAsInput;
     this.count = 0;
   }
 
@@ -89,6 +90,8 @@ export class Gallery {
     const useSeed = el('button', { type: 'button', class: 'secondary small', 'aria-label': `Use seed ${seed}` }, 'Use seed');
     useSeed.addEventListener('click', () => this.onUseSeed?.(seed));
     if (seed === undefined) useSeed.hidden = true;
+    const useInput = el('button', { type: 'button', class: 'secondary small', 'aria-label': `Use ${name} as input` }, 'Use as input');
+    useInput.addEventListener('click', () => this.onUseAsInput?.(url, name));
     const details = el('details', {}, el('summary', {}, 'Parameters'), el('pre', {}, JSON.stringify(p, null, 2)));
     const caption = el('figcaption', {},
       el('p', { class: 'prompt', title: prompt }, prompt || '(empty prompt)'),
@@ -97,7 +100,7 @@ export class Gallery {
       truncated ? el('p', { class: 'note' }, 'The prompt is longer than CLIP reads (75 tokens): its end was ignored.') : undefined,
       el('div', { class: 'item-actions' },
         el('a', { href: url, download: name, class: 'button-link small', 'aria-label': `Download ${name}` }, 'Download'),
-        useSeed),
+        useSeed, useInput),
       details);
     return el('li', { class: 'gallery-item' }, el('figure', {}, el('a', { href: url, target: '_blank', rel: 'noopener', class: 'thumb' }, img), caption));
   }

@@ -22,6 +22,8 @@ export class MaskEditor {
     this.mask = document.createElement('canvas');
     this.tint = document.createElement('canvas');
     this.brush = 32;
+    /** Strokes erase the mask instead of painting it. */
+    this.erase = false;
     this.painting = false;
     this.enabled = false;
     this.painted = false;
@@ -63,8 +65,13 @@ export class MaskEditor {
     this.#render();
   }
 
-  /** Whether any stroke was painted since the last clear. */
-  get hasMask() { return this.painted; }
+  /** Whether any pixel is marked for repainting (strokes may have been erased again). */
+  get hasMask() {
+    if (!this.painted) return false;
+    const { data } = this.mask.getContext('2d').getImageData(0, 0, this.mask.width, this.mask.height);
+    for (let i = 0; i < data.length; i += 4) if (data[i] >= 128) return true;
+    return false;
+  }
 
   imageDataURL() { return this.image.toDataURL('image/png'); }
   maskDataURL() { return this.mask.toDataURL('image/png'); }
@@ -96,8 +103,10 @@ export class MaskEditor {
   }
 
   #stroke(from, to) {
-    for (const [c, colour] of [[this.mask, '#fff'], [this.tint, MASK_TINT]]) {
+    for (const [c, colour] of [[this.mask, this.erase ? '#000' : '#fff'], [this.tint, MASK_TINT]]) {
       const ctx = c.getContext('2d');
+      // On the tint, erasing cuts the stroke out; on the mask it paints black (keep).
+      ctx.globalCompositeOperation = this.erase && c === this.tint ? 'destination-out' : 'source-over';
       ctx.strokeStyle = colour;
       ctx.fillStyle = colour;
       ctx.lineWidth = this.brush;
@@ -113,8 +122,9 @@ export class MaskEditor {
         ctx.lineTo(to.x, to.y);
         ctx.stroke();
       }
+      ctx.globalCompositeOperation = 'source-over';
     }
-    this.painted = true;
+    if (!this.erase) this.painted = true;
     this.#render();
   }
 
