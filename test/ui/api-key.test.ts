@@ -16,8 +16,8 @@ let page: Page;
 let problems: string[];
 
 before(async () => {
-  server = await startServe(['--api-key', KEY]);
   browser = await launchChromium();
+  server = await startServe(['--api-key', KEY]);
   page = await browser.newPage({ viewport: { width: 1100, height: 800 } });
   page.setDefaultTimeout(60_000);
   // The refusal this test provokes (401 on /api/jobs) is logged by Chromium as a failed load.

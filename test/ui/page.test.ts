@@ -87,6 +87,8 @@ const galleryItems = () => page.getByRole('list', { name: 'Results' }).getByRole
 const status = () => page.getByRole('status');
 
 before(async () => {
+  // The browser first: without one the test fails at once, saying how to install it.
+  browser = await launchChromium();
   server = await startServe();
   // The server listens while the model loads; the page is tested on a loaded one.
   for (let i = 0; ; i++) {
@@ -95,7 +97,6 @@ before(async () => {
     assert.ok(config.status === 'loading' && i < 600, `the model did not load: /api/config says ${JSON.stringify(config)}; server output:\n${server.output()}`);
     await new Promise((r) => setTimeout(r, 100));
   }
-  browser = await launchChromium();
   page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   page.setDefaultTimeout(60_000);
   // The one refusal the test asks for on purpose (too many steps) is logged by Chromium as a failed load.
