@@ -90,6 +90,9 @@ export async function runServe(argv: string[], signal: AbortSignal): Promise<num
     ...Object.fromEntries(Object.entries(numbers).filter(([, n]) => n !== undefined)),
   });
   console.log(`sd3 serving ${model} at ${handle.url} (loading the model...)`);
+  if (v.host && !/^(127\.|localhost$|::1$)/.test(v.host) && apiKey === undefined) {
+    process.stderr.write(`sd3 serve: warning: listening on ${v.host} without --api-key: anyone who can reach this address can queue jobs and read the images\n`);
+  }
   const stopped = new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
   try {
     const first = await Promise.race([loading.then(() => 'loaded' as const), stopped.then(() => 'stopped' as const)]);

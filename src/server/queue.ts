@@ -186,6 +186,8 @@ export class JobQueue {
   private runningJob: Job | undefined;
   private closing = false;
   private loop: Promise<void> | undefined;
+  /** Set and cleared inside work() itself, so a job submitted as the loop ends can never be left unrun. */
+  private working = false;
   /** Seconds per step per megapixel-image, measured over finished runs (an exponential average). */
   private perStepMpx: number | undefined;
   /** Seconds outside the loop per job (encode, decode), measured the same way. */
@@ -243,7 +245,7 @@ export class JobQueue {
   /** Queues a job, or throws 429 (queue full) / 503 (shutting down). */
   submit(spec: JobSpec): Job {
     if (this.closing) throw new RequestError(503, 'the server is shutting down', 'not_ready', null, 5);
-    if (this.pending.length >= this.maxQueue) {
+    if (this.pending.length >= this.maxQueue && (this.runningJob !== undefined || this.pending.length > 0)) {
       throw new RequestError(429, `the queue is full (${this.pending.length} pending, at most ${this.maxQueue}); retry later`, 'queue_full', null, this.retryAfter());
     }
     const job = new Job(spec, this.runner.stepsRun(spec));
@@ -251,7 +253,7 @@ export class JobQueue {
     this.jobs.set(job.id, job);
     this.pending.push(job);
     job.emit('queued', { queue_position: this.position(job) });
-    this.loop ??= this.work().finally(() => { this.loop = undefined; });
+    if (!this.working) this.loop = this.work();
     return job;
   }
 
@@ -300,12 +302,17 @@ export class JobQueue {
   }
 
   private async work(): Promise<void> {
-    while (this.pending.length > 0) {
-      const job = this.pending.shift()!;
-      this.runningJob = job;
-      this.announcePositions();
-      await this.runOne(job);
-      this.runningJob = undefined;
+    this.working = true;
+    try {
+      while (this.pending.length > 0) {
+        const job = this.pending.shift()!;
+        this.runningJob = job;
+        this.announcePositions();
+        await this.runOne(job);
+        this.runningJob = undefined;
+      }
+    } finally {
+      this.working = false;
     }
   }
 
@@ -354,6 +361,8 @@ export class JobQueue {
   }
 
   private finishJob(job: Job, status: 'completed' | 'failed' | 'cancelled', error?: { message: string; code: string }): void {
+    // Before anyone awaiting the job resumes: a finished job no longer holds the worker.
+    if (this.runningJob === job) this.runningJob = undefined;
     job.finish(status, error);
     if (status === 'completed') job.emit('completed', null);
     else if (status === 'failed') job.emit('failed', { error: { message: error!.message, code: error!.code } });
