@@ -177,7 +177,12 @@ export async function startServer(opts: ServerOptions): Promise<ServerHandle> {
   }
 
   function serveStatic(res: http.ServerResponse, pathname: string, headers: Record<string, string>): boolean {
-    const rel = pathname === '/' ? 'index.html' : decodeURIComponent(pathname.slice(1));
+    let rel: string;
+    try {
+      rel = pathname === '/' ? 'index.html' : decodeURIComponent(pathname.slice(1));
+    } catch {
+      return false; // malformed %-escape: no such file
+    }
     const file = path.resolve(webRoot, rel);
     if (!file.startsWith(path.resolve(webRoot) + path.sep)) return false;
     let bytes: Buffer;

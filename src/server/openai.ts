@@ -162,7 +162,8 @@ export const openaiRoutes: Route[] = [
   {
     method: 'GET', path: /^\/v1\/models\/(.+)$/, family: 'openai', body: 'none', limit: 0,
     async handle(_req, res, [id], ctx) {
-      const name = decodeURIComponent(id!);
+      let name = id!;
+      try { name = decodeURIComponent(id!); } catch { /* a malformed escape: compare as sent */ }
       if (name !== ctx.modelName) throw new RequestError(404, `the model "${name}" does not exist; this server has "${ctx.modelName}"`, 'not_found', 'model');
       sendJSON(res, 200, { id: ctx.modelName, object: 'model', created: 0, owned_by: 'sd3-ts' });
     },

@@ -113,6 +113,10 @@ describe('bad input through every route', () => {
     await expectError(await fetch(`${srv.url}/v1/models/other`), 404, 'openai', /does not exist/, 'model');
     await expectError(await fetch(`${srv.url}/sdapi/v1/nothing`), 404, 'sdapi', /no route/);
     await expectError(await fetch(`${srv.url}/api/nothing`), 404, 'native', /no route/);
+    await expectError(await fetch(`${srv.url}/%E0%A4%A`), 404, 'native', /no route/);
+    await expectError(await fetch(`${srv.url}/v1/models/%E0%A4%A`), 404, 'openai', /does not exist/, 'model');
+    await expectError(await fetch(`${srv.url}/../../etc/passwd`), 404, 'native', /no route/);
+    assert.equal((await raw(`${srv.url}/%2e%2e/%2e%2e/package.json`)).status, 404);
   });
 
   it('a 50 MB body gets 413 in every family, and the server keeps serving', async () => {
