@@ -275,7 +275,7 @@ export async function startServer(opts: ServerOptions): Promise<ServerHandle> {
     }
   }
 
-  const server = http.createServer({ requestTimeout: 0, headersTimeout: 30_000 }, (req, res) => { void handle(req, res); });
+  const server = http.createServer({ requestTimeout: 120_000, headersTimeout: 30_000 }, (req, res) => { void handle(req, res); });
   server.on('clientError', (_e, socket) => { if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n'); });
   await new Promise<void>((resolve, reject) => {
     server.once('error', (e: NodeJS.ErrnoException) => reject(new SD3Error(`cannot listen on ${host}:${opts.port ?? 7860}: ${e.code === 'EADDRINUSE' ? 'the port is in use' : e.code === 'EACCES' ? 'permission denied' : e.message}`, { cause: e })));
