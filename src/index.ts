@@ -16,3 +16,6 @@ export { sigmaSchedule, startIndex } from './sampler/flow-match.js';
 export * as hub from './hub/index.js';
 export * as tokenizers from './tokenizers/index.js';
 export * as models from './models/index.js';
+export { toInfotext, parseInfotext, generationParameters, type ParsedInfotext } from './pipelines/infotext.js';
+export { fitLatentPreview, projectLatent, type LatentProjection } from './pipelines/preview.js';
+export { startServer, type ServerOptions, type ServerHandle, type LoadedModel } from './server/index.js';

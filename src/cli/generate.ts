@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import { createProgressBar } from '../hub/index.js';
 import { type RGBImage, readImage } from '../image/image.js';
 import type { StepInfo } from '../pipelines/denoise.js';
+import { generationParameters } from '../pipelines/infotext.js';
 import { ImageToImage } from '../pipelines/image-to-image.js';
 import { Inpaint } from '../pipelines/inpaint.js';
 import { MAX_STEPS } from '../pipelines/inputs.js';
@@ -156,7 +157,7 @@ export async function runGenerate(argv: string[], signal: AbortSignal): Promise<
     } else {
       images = await new TextToImage(backbone, preprocessor, imageShape).generate({ prompts, negativePrompts }, options);
     }
-    if (images.some((img) => JSON.parse(img.metadata.parameters ?? '{}').promptTruncated)) {
+    if (images.some((img) => generationParameters(img)?.promptTruncated)) {
       process.stderr.write('sd3 generate: warning: the prompt is longer than CLIP reads (75 tokens); its end was ignored\n');
     }
     // Written only once every image exists, each atomically; an interrupt or a failure while saving a batch
@@ -180,7 +181,7 @@ export async function runGenerate(argv: string[], signal: AbortSignal): Promise<
   if (v.json) {
     console.log(JSON.stringify({
       outputs: outputs.map((o) => path.resolve(o)),
-      parameters: images.map((img) => JSON.parse(img.metadata.parameters ?? '{}')),
+      parameters: images.map((img) => generationParameters(img) ?? {}),
       seconds,
     }));
   } else {

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * The `sd3` command: generate (text-to-image, --image for image-to-image, --mask for inpainting), download,
- * serve, devices. Exit codes: 0 success, 1 failure, 2 bad usage or input, 130 interrupted.
+ * serve, info, devices. Exit codes: 0 success, 1 failure, 2 bad usage or input, 130 interrupted.
  */
 import { AbortError, SD3Error } from '../core/errors.js';
 import { UsageError } from './args.js';
@@ -10,6 +10,7 @@ import { VERSION } from '../pipelines/task.js';
 import { runDevices } from './devices.js';
 import { runDownload } from './download.js';
 import { runGenerate } from './generate.js';
+import { runInfo } from './info.js';
 import { runServe } from './serve.js';
 
 const HELP = `sd3 ${VERSION}: Stable Diffusion 3 Medium in TypeScript
@@ -19,7 +20,8 @@ Usage:
   sd3 generate --image in.png -p "..."                 image-to-image
   sd3 generate --image in.png --mask mask.png -p "..." inpainting (white = repaint)
   sd3 download <repo> [--file NAME.safetensors] [--t5]
-  sd3 serve [-m MODEL] [--port 7860]
+  sd3 serve [-m MODEL] [--port 7860]                  OpenAI, A1111 and jobs APIs and a web page (serve --help)
+  sd3 info FILE.png [--json]                           the generation parameters a PNG carries
   sd3 devices [--json]                                 CPU, GPU (WebGPU) and what --device auto picks
 
 Run "sd3 <command> --help" for a command's options.
@@ -57,7 +59,8 @@ async function main(argv: string[]): Promise<number> {
       case 'download': return await runDownload(rest, controller.signal);
       case 'serve': return await runServe(rest, controller.signal);
       case 'devices': return await runDevices(rest);
-      default: throw new UsageError(`unknown command "${command}" (expected generate, download, serve or devices; see sd3 --help)`);
+      case 'info': return await runInfo(rest);
+      default: throw new UsageError(`unknown command "${command}" (expected generate, download, serve, info or devices; see sd3 --help)`);
     }
   } catch (e) {
     if (e instanceof AbortError || (e as Error).name === 'AbortError') {

@@ -1,113 +1,39 @@
-/**
- * `sd3 serve`: a small HTTP server with a web page. One model is loaded once; requests are served one at a
- * time (a queue), since one generation already uses every core.
- *
- *   GET  /               the page
- *   POST /api/generate   JSON { prompt, negativePrompt?, steps?, cfgScale?, seed? } -> image/png
- *   GET  /api/health     { model, width, height, busy, queued }
- */
-import * as http from 'node:http';
+/** `sd3 serve`: starts the image server (src/server) on one model and runs until Ctrl-C. */
 import { parseArgs } from 'node:util';
-import { SD3Error, describe } from '../core/errors.js';
-import { TextToImage } from '../pipelines/text-to-image.js';
+import { createProgressBar } from '../hub/index.js';
 import { loadPreset } from '../presets/index.js';
+import { startServer } from '../server/index.js';
+import type { LoadedModel } from '../server/engine.js';
 import { MODEL_FLAGS, UsageError, intArg, runtimeArgs } from './args.js';
-import { PAGE } from './page.js';
 
-const MAX_BODY = 64 * 1024;
+const HELP = `Usage: sd3 serve [-m MODEL] [options]
 
-function readBody(req: http.IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let size = 0;
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > MAX_BODY) { reject(new SD3Error(`request body over ${MAX_BODY} bytes`)); req.destroy(); } else chunks.push(c);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
-}
+Serves the OpenAI Images API (/v1), AUTOMATIC1111's API (/sdapi/v1), a jobs API with live progress (/api) and a
+web page, all on one model and one queue. Point clients at it:
+  openai SDK      new OpenAI({ baseURL: 'http://127.0.0.1:7860/v1', apiKey: 'unused' })
+  Open WebUI      Images > Automatic1111, base URL http://127.0.0.1:7860 (or OpenAI, http://127.0.0.1:7860/v1)
+  A1111 scripts   POST http://127.0.0.1:7860/sdapi/v1/txt2img
 
-/**
- * A numeric field as the page sends it (a string) or as JSON clients do (a number). Absent, null or "" (an empty
- * form field) means the default; anything else goes to the task as is, whose check names the bad value.
- */
-function numberField(v: unknown): number | undefined {
-  if (v === undefined || v === null || v === '') return undefined;
-  if (typeof v === 'string' && v.trim() !== '' && Number.isFinite(Number(v))) return Number(v);
-  return v as number;
-}
-
-export interface ServerHandle {
-  readonly server: http.Server;
-  readonly url: string;
-  close(): Promise<void>;
-}
-
-/** Starts the server on 127.0.0.1 (or `host`) and resolves once it listens. */
-export async function startServer(task: TextToImage, opts: { port: number; host?: string; model: string }): Promise<ServerHandle> {
-  let chain: Promise<unknown> = Promise.resolve();
-  let queued = 0;
-  const json = (res: http.ServerResponse, status: number, body: unknown) => {
-    res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
-  };
-  const server = http.createServer(async (req, res) => {
-    try {
-      if (req.method === 'GET' && (req.url === '/' || req.url === '/index.html')) {
-        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(PAGE);
-      } else if (req.method === 'GET' && req.url === '/api/health') {
-        json(res, 200, { model: opts.model, width: task.imageShape.width, height: task.imageShape.height, busy: queued > 0, queued });
-      } else if (req.method === 'POST' && req.url === '/api/generate') {
-        let body: unknown;
-        try {
-          body = JSON.parse(await readBody(req));
-        } catch (e) {
-          return json(res, 400, { error: `body must be JSON: ${(e as Error).message}` });
-        }
-        if (typeof body !== 'object' || body === null || Array.isArray(body)) return json(res, 400, { error: `body must be a JSON object, got ${describe(body)}` });
-        const b = body as Record<string, unknown>;
-        if (typeof b.prompt !== 'string') return json(res, 400, { error: `prompt must be a string, got ${describe(b.prompt)}` });
-        const negative = b.negativePrompt ?? '';
-        if (typeof negative !== 'string') return json(res, 400, { error: `negativePrompt must be a string, got ${describe(negative)}` });
-        const steps = numberField(b.steps);
-        const cfgScale = numberField(b.cfgScale);
-        const seed = numberField(b.seed);
-        const controller = new AbortController();
-        res.on('close', () => { if (!res.writableFinished) controller.abort(); });
-        queued++;
-        const job = chain.then(() => task.generate({ prompts: b.prompt as string, negativePrompts: negative }, {
-          ...(steps !== undefined ? { numSteps: steps } : {}),
-          ...(cfgScale !== undefined ? { guidanceScale: cfgScale } : {}),
-          ...(seed !== undefined ? { seed } : {}),
-          signal: controller.signal,
-        }));
-        chain = job.catch(() => undefined).finally(() => { queued--; });
-        try {
-          const img = ([] as import('../image/image.js').RGBImage[]).concat(await job)[0]!;
-          res.writeHead(200, { 'content-type': 'image/png', 'x-sd3-parameters': img.metadata.parameters ?? '' }).end(img.toPNG());
-        } catch (e) {
-          if (!res.headersSent) json(res, e instanceof SD3Error ? 400 : 500, { error: (e as Error).message });
-        }
-      } else {
-        json(res, 404, { error: `no route ${req.method} ${req.url}` });
-      }
-    } catch (e) {
-      if (!res.headersSent) json(res, 500, { error: (e as Error).message });
-    }
-  });
-  const host = opts.host ?? '127.0.0.1';
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port, host, () => resolve());
-  });
-  const addr = server.address() as { port: number };
-  return {
-    server,
-    url: `http://${host}:${addr.port}`,
-    close: () => new Promise((resolve) => server.close(() => resolve())),
-  };
-}
+  -m, --model MODEL            preset, .safetensors file, folder or hub id (default stable_diffusion_3_medium)
+      --port N                 port (default 7860; 0 picks a free one)
+      --host ADDR              address to listen on (default 127.0.0.1; another address exposes the server:
+                               use --api-key then)
+      --api-key KEY            require "Authorization: Bearer KEY" on the API (or set $SD3_API_KEY)
+      --cors ORIGIN            let pages from ORIGIN (or *) call the API from a browser (default: no CORS)
+      --allowed-host NAME      accept this Host name too on a loopback listener (repeatable)
+      --width N, --height N    default image size (1024; 256 for tiny-random); requests may ask for others
+      --max-queue N            jobs waiting at most (default 8); more get 429 with Retry-After
+      --max-steps N            steps per job at most (default 150)
+      --max-batch N            images per job at most (default 4)
+      --max-size N             width and height at most (default 1536, and the model's position grid)
+      --max-prompt-chars N     prompt length at most (default 2000)
+      --job-timeout SECONDS    a running job is stopped after this long (default 3600)
+      --keep-results SECONDS   finished jobs and their images are kept this long (default 3600), then 410
+      --preview-vae N          also VAE-decode a preview every N steps (default off: cheap latent previews)
+      --threads N              CPU threads (default: all cores)
+      --device cpu|webgpu|auto where to run (default cpu, or $SD3_DEVICE)
+      --int8                   int8 Linear weights (CPU)
+  -h, --help`;
 
 export async function runServe(argv: string[], signal: AbortSignal): Promise<number> {
   const { values: v } = parseArgs({
@@ -116,27 +42,68 @@ export async function runServe(argv: string[], signal: AbortSignal): Promise<num
       ...MODEL_FLAGS,
       port: { type: 'string' },
       host: { type: 'string' },
+      'api-key': { type: 'string' },
+      cors: { type: 'string' },
+      'allowed-host': { type: 'string', multiple: true },
+      'max-queue': { type: 'string' },
+      'max-steps': { type: 'string' },
+      'max-batch': { type: 'string' },
+      'max-size': { type: 'string' },
+      'max-prompt-chars': { type: 'string' },
+      'job-timeout': { type: 'string' },
+      'keep-results': { type: 'string' },
+      'preview-vae': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
   if (v.help) {
-    console.log('Usage: sd3 serve [-m MODEL] [--port 7860] [--host 127.0.0.1] [--width N --height N] [--threads N] [--device cpu|webgpu|auto] [--int8]');
+    console.log(HELP);
     return 0;
   }
   const port = intArg('port', v.port, 0, 7860)!;
   if (port > 65535) throw new UsageError(`--port must be at most 65535, got ${port}`);
   const model = v.model ?? 'stable_diffusion_3_medium';
   const size = model === 'tiny-random' ? 256 : 1024;
+  const imageShape = { width: intArg('width', v.width, 16, size)!, height: intArg('height', v.height, 16, size)! };
   const runtime = runtimeArgs(v);
-  const loaded = await loadPreset(model, {
-    imageShape: { width: intArg('width', v.width, 16, size)!, height: intArg('height', v.height, 16, size)! },
-    ...runtime,
+  const apiKey = v['api-key'] ?? process.env.SD3_API_KEY;
+  if (apiKey !== undefined && apiKey.length < 8) throw new UsageError('--api-key must be at least 8 characters');
+  const opt = (name: string, min: number) => intArg(name, (v as Record<string, string | undefined>)[name], min);
+  const loading = (async (): Promise<LoadedModel> => {
+    const loaded = await loadPreset(model, { imageShape, ...runtime, signal, ...(process.stderr.isTTY ? { onProgress: createProgressBar() } : {}) });
+    await loaded.backbone.loadAll(signal);
+    return { name: model, ...loaded };
+  })();
+  loading.catch(() => undefined);
+  const numbers = {
+    maxQueue: opt('max-queue', 0), maxSteps: opt('max-steps', 1), maxBatch: opt('max-batch', 1), maxSize: opt('max-size', 16),
+    maxPromptChars: opt('max-prompt-chars', 1), jobTimeout: opt('job-timeout', 1), keepSeconds: opt('keep-results', 1), previewDecodeEvery: opt('preview-vae', 1),
+  };
+  const handle = await startServer({
+    model: loading,
+    modelName: model,
+    port,
+    ...(v.host ? { host: v.host } : {}),
+    ...(apiKey !== undefined ? { apiKey } : {}),
+    ...(v.cors ? { cors: v.cors } : {}),
+    ...(v['allowed-host'] ? { allowedHosts: v['allowed-host'] } : {}),
+    ...Object.fromEntries(Object.entries(numbers).filter(([, n]) => n !== undefined)),
   });
-  const task = new TextToImage(loaded.backbone, loaded.preprocessor, loaded.imageShape);
-  const handle = await startServer(task, { port, model, ...(v.host ? { host: v.host } : {}) });
-  console.log(`sd3 serving ${model} at ${handle.url}`);
-  await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
-  await handle.close();
-  await task.dispose();
+  console.log(`sd3 serving ${model} at ${handle.url} (loading the model...)`);
+  if (v.host && !/^(127\.|localhost$|::1$)/.test(v.host) && apiKey === undefined) {
+    process.stderr.write(`sd3 serve: warning: listening on ${v.host} without --api-key: anyone who can reach this address can queue jobs and read the images\n`);
+  }
+  const stopped = new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+  try {
+    const first = await Promise.race([loading.then(() => 'loaded' as const), stopped.then(() => 'stopped' as const)]);
+    if (first === 'loaded') {
+      console.log(`sd3 ready: ${handle.url}  (OpenAI: ${handle.url}/v1, A1111: ${handle.url}/sdapi/v1, jobs: ${handle.url}/api/jobs)`);
+      await stopped;
+    }
+  } finally {
+    // Ctrl-C: running and queued jobs are aborted (within one step), then every connection closes.
+    await handle.close();
+    await loading.then((m) => m.backbone.dispose(), () => undefined);
+  }
   return 0;
 }

@@ -1,7 +1,7 @@
 /**
  * 8-bit RGB images: what the tasks return and take. PNG/JPEG decoding and PNG encoding go through pngjs and
- * jpeg-js; the generation parameters travel in PNG tEXt chunks (pngjs does not write those, so the chunk is
- * spliced in here: length, type, data, CRC-32).
+ * jpeg-js; the generation parameters travel in PNG tEXt / iTXt chunks (pngjs does not write those, so the chunks
+ * are spliced in here: length, type, data, CRC-32).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -45,10 +45,19 @@ export class RGBImage {
   }
 }
 
+/**
+ * A PNG text chunk: tEXt when the text is Latin-1, else iTXt with UTF-8 text (uncompressed, no language tag),
+ * so a prompt in any script survives as written.
+ */
 function textChunk(keyword: string, text: string): Buffer {
   if (!/^[\x20-\x7e]{1,79}$/.test(keyword)) throw new SD3Error(`PNG text keyword must be 1-79 printable Latin-1 characters, got ${JSON.stringify(keyword)}`);
-  const data = Buffer.concat([Buffer.from(keyword, 'latin1'), Buffer.from([0]), Buffer.from(text, 'latin1')]);
-  const type = Buffer.from('tEXt', 'ascii');
+  const latin1 = !/[^\u0000-\u00ff]/.test(text);
+  const key = Buffer.from(keyword, 'latin1');
+  const data = latin1
+    ? Buffer.concat([key, Buffer.from([0]), Buffer.from(text, 'latin1')])
+    // keyword, NUL, compression flag 0, method 0, empty language tag + NUL, empty translated keyword + NUL, text
+    : Buffer.concat([key, Buffer.from([0, 0, 0, 0, 0]), Buffer.from(text, 'utf8')]);
+  const type = Buffer.from(latin1 ? 'tEXt' : 'iTXt', 'ascii');
   const len = Buffer.alloc(4);
   len.writeUInt32BE(data.length);
   const crc = Buffer.alloc(4);
@@ -56,7 +65,7 @@ function textChunk(keyword: string, text: string): Buffer {
   return Buffer.concat([len, type, data, crc]);
 }
 
-/** The tEXt chunks of a PNG file. */
+/** The text chunks of a PNG file (tEXt, zTXt and iTXt), keyword -> text. Unreadable chunks are skipped. */
 export function readPNGText(bytes: Uint8Array): Record<string, string> {
   const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const out: Record<string, string> = {};
@@ -64,10 +73,22 @@ export function readPNGText(bytes: Uint8Array): Record<string, string> {
   while (pos + 8 <= b.length) {
     const len = b.readUInt32BE(pos);
     const type = b.toString('ascii', pos + 4, pos + 8);
-    if (type === 'tEXt') {
-      const data = b.subarray(pos + 8, pos + 8 + len);
-      const zero = data.indexOf(0);
-      out[data.toString('latin1', 0, zero)] = data.toString('latin1', zero + 1);
+    const data = b.subarray(pos + 8, Math.min(b.length, pos + 8 + len));
+    const zero = data.indexOf(0);
+    try {
+      if (type === 'tEXt' && zero > 0) {
+        out[data.toString('latin1', 0, zero)] = data.toString('latin1', zero + 1);
+      } else if (type === 'zTXt' && zero > 0) {
+        out[data.toString('latin1', 0, zero)] = zlib.inflateSync(data.subarray(zero + 2)).toString('latin1');
+      } else if (type === 'iTXt' && zero > 0) {
+        const compressed = data[zero + 1] === 1;
+        const lang = data.indexOf(0, zero + 3);
+        const translated = data.indexOf(0, lang + 1);
+        const body = data.subarray(translated + 1);
+        out[data.toString('latin1', 0, zero)] = (compressed ? zlib.inflateSync(body) : body).toString('utf8');
+      }
+    } catch {
+      // A damaged compressed chunk: skip it, the image itself may still be fine.
     }
     if (type === 'IEND') break;
     pos += 12 + len;

@@ -18,7 +18,9 @@ import type { QuantizedLinears } from '../nn/layers.js';
 import { type DeviceChoice, defaultDevice, parseDevice } from '../runtime/ort.js';
 import { addNoise } from '../sampler/flow-match.js';
 import { batchNoise } from '../sampler/noise.js';
+import type { RGBImage } from '../image/image.js';
 import { type PromptEmbedding, type SampleOptions, sampleLatents } from './denoise.js';
+import { type LatentProjection, fitLatentPreview, projectLatent } from './preview.js';
 import type { TokenIds } from './preprocessor.js';
 
 /** Where each model's weights are (names without component prefixes) and what the shapes cannot tell. */
@@ -102,6 +104,7 @@ export class SD3Backbone {
   private readonly mmdit: Lazy<MMDiT>;
   private readonly vae: Lazy<VAE>;
   private vaeFactor: number | undefined;
+  private projection: Promise<LatentProjection> | undefined;
 
   constructor(readonly weights: SD3Weights, readonly options: BackboneOptions = {}) {
     checkBackboneOptions(options);
@@ -190,9 +193,17 @@ export class SD3Backbone {
   /** Runs the denoising loop (see denoise.ts) on the MMDiT. */
   async denoise(o: Omit<SampleOptions, 'model'>): Promise<Float32Array> {
     const model = await this.mmdit.get(o.signal);
-    const out = await sampleLatents({ ...o, model });
+    const onStep = o.onStep;
+    const out = await sampleLatents({ ...o, model, ...(onStep ? { onStep: (info) => onStep({ ...info, preview: () => this.previewLatent(info.latent) }) } : {}) });
     if (this.options.lowMemory) await this.mmdit.release();
     return out;
+  }
+
+  /** One small RGB image per batch item of a model-space latent, a pixel per latent cell (preview.ts). */
+  async previewLatent(latent: Tensor<'float32'>): Promise<RGBImage[]> {
+    this.projection ??= this.downsampleFactor().then((f) => fitLatentPreview(this, f));
+    this.projection.catch(() => { this.projection = undefined; });
+    return projectLatent(latent, await this.projection);
   }
 
   /** Model-space latents [B, 16, h, w] -> images [B, 3, H, W], roughly in [-1, 1]. */
@@ -201,6 +212,14 @@ export class SD3Backbone {
     const image = await vae.decode(fromModelSpace(latent), this.options.vaeTile ? { tile: this.options.vaeTile } : {});
     if (this.options.lowMemory) await vae.release('decoder');
     return image;
+  }
+
+  /**
+   * Loads the CLIPs, the MMDiT and the VAE now rather than at the first generation (the server does this so
+   * that its first request does not pay for the load). T5, when used, still loads alone at encoding time.
+   */
+  async loadAll(signal?: AbortSignal): Promise<void> {
+    await Promise.all([this.clipL.get(signal), this.clipG.get(signal), this.mmdit.get(signal), this.vae.get(signal)]);
   }
 
   async dispose(): Promise<void> {

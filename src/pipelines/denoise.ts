@@ -5,6 +5,7 @@
  */
 import { AbortError, SD3Error } from '../core/errors.js';
 import { type Tensor, tensor } from '../core/tensor.js';
+import type { RGBImage } from '../image/image.js';
 import { addNoise, eulerStep, guide, timestepOf } from '../sampler/flow-match.js';
 
 /** The MMDiT as the loop sees it: velocity for latents x [N,C,H,W] at timesteps t [N]. */
@@ -32,6 +33,11 @@ export interface StepInfo {
   readonly elapsed: number;
   /** The latent after this step (model space, NCHW; the callback's own copy). */
   readonly latent: Tensor<'float32'>;
+  /**
+   * A cheap preview of `latent`: one small RGB image per batch item, a latent cell per pixel (see preview.ts).
+   * Set when the loop runs through SD3Backbone.denoise.
+   */
+  readonly preview?: () => Promise<RGBImage[]>;
 }
 
 export interface SampleOptions {

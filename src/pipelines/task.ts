@@ -11,6 +11,7 @@ import { batchNoise } from '../sampler/noise.js';
 import type { SD3Backbone } from './backbone.js';
 import type { Conditioning } from './denoise.js';
 import { type GenerateOptions, type ImageLike, type MaskLike, type Prompts, type Resolved, type TaskDefaults, maskToLatent, resolveOptions, stackImages, toImageCHW } from './inputs.js';
+import { modelName, pngMetadata } from './infotext.js';
 import type { SD3Preprocessor } from './preprocessor.js';
 
 export type TaskName = 'text-to-image' | 'image-to-image' | 'inpaint';
@@ -134,23 +135,14 @@ export abstract class SD3Task {
     }
     const u8 = imageToUint8(image);
     const [B, H, W] = u8.shape as [number, number, number, number];
-    return Array.from({ length: B }, (_, i) => new RGBImage(W, H, (u8.data as Uint8Array).slice(i * H * W * 3, (i + 1) * H * W * 3), {
-      parameters: asciiJSON({ ...meta(i), ...(truncated[i] ? { promptTruncated: true } : {}) }),
-      Software: `sd3-ts ${VERSION}`,
-    }));
+    const model = modelName(this.backbone.weights.label);
+    return Array.from({ length: B }, (_, i) => new RGBImage(W, H, (u8.data as Uint8Array).slice(i * H * W * 3, (i + 1) * H * W * 3),
+      pngMetadata({ ...meta(i), model, ...(truncated[i] ? { promptTruncated: true } : {}) }, VERSION)));
   }
 
   async dispose(): Promise<void> {
     await this.backbone.dispose();
   }
-}
-
-/**
- * JSON with every non-ASCII character escaped (\uXXXX): PNG tEXt chunks are Latin-1 and HTTP headers carry
- * no more, so prompts in any script survive both and JSON.parse gives them back unchanged.
- */
-export function asciiJSON(value: unknown): string {
-  return JSON.stringify(value).replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 export function checkImageShape(s: ImageShape, backbone: SD3Backbone): void {

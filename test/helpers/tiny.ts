@@ -60,7 +60,7 @@ export async function rejectsWithSD3Error(run: () => Promise<unknown>, pattern: 
 }
 
 export function parameters(img: RGBImage): Record<string, unknown> {
-  const p = img.metadata.parameters;
-  assert.ok(p !== undefined, 'image has no parameters metadata');
+  const p = img.metadata['sd3-ts'];
+  assert.ok(p !== undefined, 'image has no sd3-ts (JSON parameters) metadata');
   return JSON.parse(p) as Record<string, unknown>;
 }

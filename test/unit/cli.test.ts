@@ -30,7 +30,7 @@ function freshDir(): string {
 }
 
 function parametersOf(file: string): Record<string, unknown> {
-  return JSON.parse(readPNGText(fs.readFileSync(file)).parameters!) as Record<string, unknown>;
+  return JSON.parse(readPNGText(fs.readFileSync(file))['sd3-ts']!) as Record<string, unknown>;
 }
 
 interface Build {

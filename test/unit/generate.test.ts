@@ -398,17 +398,19 @@ describe('PNG metadata', () => {
   it('marks the images whose prompt CLIP cut short (over 75 tokens), and only those', async () => {
     const long = Array.from({ length: 60 }, (_, i) => `word${i}`).join(' ');
     const [a, b] = await t2i.generate({ prompts: [long, 'a short prompt'] }, { numSteps: 1, seed: 3, guidanceScale: 2 });
-    assert.equal(JSON.parse(a!.metadata.parameters!).promptTruncated, true);
-    assert.equal('promptTruncated' in JSON.parse(b!.metadata.parameters!), false);
+    assert.equal(JSON.parse(a!.metadata['sd3-ts']!).promptTruncated, true);
+    assert.equal('promptTruncated' in JSON.parse(b!.metadata['sd3-ts']!), false);
   });
 
-  it('saves a PNG whose `parameters` tEXt chunk has prompt, seed, steps and guidance', async () => {
+  it('saves a PNG whose `sd3-ts` chunk has our JSON and whose `parameters` chunk is A1111\'s infotext', async () => {
     const img = await t2i.generate({ prompts: 'a quiet harbour at dawn', negativePrompts: 'people' }, { numSteps: 2, seed: 77, guidanceScale: 3.5 });
     const file = path.join(tmp, 'harbour.png');
     await img.save(file);
     const bytes = fs.readFileSync(file);
     const text = readPNGText(bytes);
-    const p = JSON.parse(text.parameters!) as Record<string, unknown>;
+    const p = JSON.parse(text['sd3-ts']!) as Record<string, unknown>;
+    assert.equal(text.parameters, 'a quiet harbour at dawn\nNegative prompt: people\n'
+      + 'Steps: 2, Sampler: Euler, Schedule type: Flow shift 3, CFG scale: 3.5, Seed: 77, Size: 64x64, Model: tiny-random, Version: sd3-ts 0.1.0');
     assert.equal(p.prompt, 'a quiet harbour at dawn');
     assert.equal(p.negativePrompt, 'people');
     assert.equal(p.seed, 77);
@@ -421,11 +423,15 @@ describe('PNG metadata', () => {
     assert.deepEqual(fs.readdirSync(tmp).filter((f) => f.endsWith('.tmp')), [], 'temporary file left behind');
   });
 
-  it('keeps a prompt outside Latin-1 intact in the PNG text', async () => {
+  it('keeps a prompt outside Latin-1 intact in the PNG text (iTXt, UTF-8)', async () => {
     const prompt = 'café, 東京の夜, 🐱 — "quoted"';
     const img = await t2i.generate(prompt, { numSteps: 1, seed: 5 });
-    const p = JSON.parse(readPNGText(img.toPNG()).parameters!) as Record<string, unknown>;
+    const png = img.toPNG();
+    const text = readPNGText(png);
+    const p = JSON.parse(text['sd3-ts']!) as Record<string, unknown>;
     assert.equal(p.prompt, prompt);
+    assert.equal(text.parameters!.split('\n')[0], prompt);
+    assert.ok(png.includes(Buffer.from('iTXtparameters\0')), 'the infotext is an iTXt chunk');
   });
 
   it('fails with an SD3Error naming the file when the folder does not exist', async () => {
