@@ -14,6 +14,7 @@ export type Dim = number | string;
 
 export const ONNX_TYPE: Record<DType, OnnxDataType> = {
   float32: OnnxDataType.FLOAT, float16: OnnxDataType.FLOAT16, bfloat16: OnnxDataType.BFLOAT16,
+  float8e4m3fn: OnnxDataType.FLOAT8E4M3FN, float8e5m2: OnnxDataType.FLOAT8E5M2,
   float64: OnnxDataType.DOUBLE, int8: OnnxDataType.INT8, uint8: OnnxDataType.UINT8, int16: OnnxDataType.INT16,
   int32: OnnxDataType.INT32, int64: OnnxDataType.INT64, bool: OnnxDataType.BOOL,
 };
