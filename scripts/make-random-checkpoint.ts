@@ -1,15 +1,18 @@
 /**
- * Writes a single-file SD3 Medium checkpoint with random weights at the real shapes, key names and F16 dtype.
+ * Writes a single-file checkpoint with random weights at the real shapes, key names and dtype:
+ * SD3 Medium (F16, with CLIPs; --t5 adds T5-XXL) or, with --variant, SD3.5 Medium / Large (BF16, MMDiT + VAE
+ * only, as `sd3.5_medium.safetensors` / `sd3.5_large.safetensors`; the text encoders are separate files).
  *
- *   npm run make-random-checkpoint -- <path> [--t5] [--seed N]
+ *   npm run make-random-checkpoint -- <path> [--variant sd3-medium|sd3.5-medium|sd3.5-large] [--t5] [--seed N]
  *
- * For benchmarks only; never commit the output (about 6 GB, 15.5 GB with --t5).
+ * For benchmarks only; never commit the output (SD3 Medium about 6 GB, 15.5 GB with --t5; SD3.5 Medium 5.1 GB;
+ * SD3.5 Large 16.4 GB).
  */
 import * as fs from 'node:fs';
 import { writeSafetensorsEntries } from '../src/core/safetensors.js';
-import { f32ToF16, numel } from '../src/core/tensor.js';
+import { f32ToBf16, f32ToF16, numel } from '../src/core/tensor.js';
 import { gaussian } from '../src/sampler/noise.js';
-import { type LayoutEntry, sd3MediumLayout } from '../src/presets/layout.js';
+import { type LayoutEntry, sd35Layout, sd3MediumLayout } from '../src/presets/layout.js';
 
 const TABLE = 1 << 20;
 
@@ -17,7 +20,7 @@ const TABLE = 1 << 20;
 class Filler {
   private readonly tables = new Map<string, Uint16Array>();
   private state: number;
-  constructor(seed: number) { this.state = (seed * 2654435761) >>> 0 || 1; }
+  constructor(seed: number, private readonly toBits: (v: number) => number) { this.state = (seed * 2654435761) >>> 0 || 1; }
   private next(): number {
     let x = this.state;
     x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
@@ -30,7 +33,7 @@ class Filler {
     if (!t) {
       const g = gaussian(TABLE, this.next());
       t = new Uint16Array(TABLE);
-      for (let i = 0; i < TABLE; i++) t[i] = f32ToF16(mean + std * g[i]!);
+      for (let i = 0; i < TABLE; i++) t[i] = this.toBits(mean + std * g[i]!);
       this.tables.set(key, t);
     }
     return t;
@@ -51,21 +54,33 @@ function main(): void {
   const args = process.argv.slice(2);
   const file = args.find((a) => !a.startsWith('--'));
   if (!file) {
-    console.error('usage: npm run make-random-checkpoint -- <path.safetensors> [--t5] [--seed N]');
+    console.error('usage: npm run make-random-checkpoint -- <path.safetensors> [--variant sd3-medium|sd3.5-medium|sd3.5-large] [--t5] [--seed N]');
     process.exit(2);
   }
   const t5 = args.includes('--t5');
   const seedArg = args.indexOf('--seed');
   const seed = seedArg >= 0 ? Number(args[seedArg + 1]) : 0;
-  const layout = sd3MediumLayout({ t5 });
-  const filler = new Filler(seed);
+  const variantArg = args.indexOf('--variant');
+  const variant = variantArg >= 0 ? args[variantArg + 1] : 'sd3-medium';
+  if (variant !== 'sd3-medium' && variant !== 'sd3.5-medium' && variant !== 'sd3.5-large') {
+    console.error(`--variant must be sd3-medium, sd3.5-medium or sd3.5-large, got ${JSON.stringify(variant)}`);
+    process.exit(2);
+  }
+  if (t5 && variant !== 'sd3-medium') {
+    console.error('--t5 applies to sd3-medium only (SD3.5 files carry no text encoders)');
+    process.exit(2);
+  }
+  const sd35 = variant !== 'sd3-medium';
+  const dtype = sd35 ? 'bfloat16' as const : 'float16' as const;
+  const layout = sd35 ? sd35Layout(variant) : sd3MediumLayout({ t5 });
+  const filler = new Filler(seed, sd35 ? f32ToBf16 : f32ToF16);
   const total = layout.reduce((s, e) => s + numel(e.shape), 0);
   let done = 0;
   let lastPct = -1;
   const t0 = performance.now();
   writeSafetensorsEntries(file, layout.map((e) => ({
     name: e.name,
-    dtype: 'float16' as const,
+    dtype,
     shape: e.shape,
     fill: (out: Uint8Array) => {
       filler.fill(e, out);
@@ -73,7 +88,7 @@ function main(): void {
       const pct = Math.floor((100 * done) / total);
       if (pct !== lastPct && pct % 10 === 0) { lastPct = pct; process.stderr.write(`${pct}% `); }
     },
-  })), { format: 'pt', note: 'random weights at SD3 Medium shapes (sd3-ts benchmark); not a real model' });
+  })), { format: 'pt', note: `random weights at ${variant} shapes (sd3-ts benchmark); not a real model` });
   const size = fs.statSync(file).size;
   console.error(`\nwrote ${file}: ${layout.length} tensors, ${(total / 1e9).toFixed(2)} B parameters, ${(size / 2 ** 30).toFixed(2)} GiB in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
 }

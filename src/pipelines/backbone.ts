@@ -8,7 +8,7 @@ import { type Tensor, tensor } from '../core/tensor.js';
 import type { WeightStore } from '../core/weights.js';
 import { type CLIPTextConfig, CLIPTextEncoder, buildCLIPTextModel, inferCLIPTextConfig } from '../models/clip.js';
 import { sd3Conditioning } from '../models/conditioning.js';
-import { MMDiT, type MMDiTConfig, buildMMDiTGraph, inferMMDiTConfig } from '../models/mmdit.js';
+import { MMDiT, type MMDiTConfig, buildMMDiTGraph, inferMMDiTConfig, mmditVariant } from '../models/mmdit.js';
 import { GraphBuilder } from '../onnx/builder.js';
 import { LinearRecorder } from '../quant/int8.js';
 import { type T5Config, T5Encoder, buildT5EncoderModel, inferT5Config } from '../models/t5.js';
@@ -19,6 +19,7 @@ import { type DeviceChoice, defaultDevice, parseDevice } from '../runtime/ort.js
 import { addNoise } from '../sampler/flow-match.js';
 import { batchNoise } from '../sampler/noise.js';
 import { type PromptEmbedding, type SampleOptions, sampleLatents } from './denoise.js';
+import { type SamplingDefaults, samplingDefaults } from './model-defaults.js';
 import type { TokenIds } from './preprocessor.js';
 
 /** Where each model's weights are (names without component prefixes) and what the shapes cannot tell. */
@@ -131,6 +132,10 @@ export class SD3Backbone {
   }
 
   get hasT5(): boolean { return this.t5 !== undefined; }
+  /** 'sd3_medium', 'sd3.5_medium' or 'sd3.5_large', from the MMDiT's keys. */
+  get variant(): string { return mmditVariant(this.mmditConfig); }
+  /** Steps, guidance and sampler when a generation names none (per model; Turbo by its name). */
+  get sampling(): SamplingDefaults { return samplingDefaults(this.variant, this.weights.label); }
   get shift(): number { return this.weights.shift; }
 
   /** Pixels per latent cell (8 for SD3). */
@@ -176,6 +181,8 @@ export class SD3Backbone {
 
   /** Runs the denoising loop (see denoise.ts) on the MMDiT. */
   async denoise(o: Omit<SampleOptions, 'model'>): Promise<Float32Array> {
+    const bad = o.skipLayerGuidance?.layers.find((l) => !(Number.isInteger(l) && l >= 0 && l < this.mmditConfig.depth));
+    if (bad !== undefined) throw new SD3Error(`skipLayerGuidance.layers: ${bad} is not a joint block of this model (${this.variant}, blocks 0-${this.mmditConfig.depth - 1})`);
     const model = await this.mmdit.get();
     const out = await sampleLatents({ ...o, model });
     if (this.options.lowMemory) await this.mmdit.release();

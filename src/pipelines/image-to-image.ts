@@ -3,7 +3,7 @@ import { SD3Error } from '../core/errors.js';
 import type { RGBImage } from '../image/image.js';
 import { sigmaSchedule, startIndex } from '../sampler/flow-match.js';
 import { batchNoise } from '../sampler/noise.js';
-import { type ImagePromptInput, type StrengthOptions, asList, imagesToTensor, normalizePrompts, resolveOptions, toRGB } from './inputs.js';
+import { type ImagePromptInput, type StrengthOptions, asList, imagesToTensor, normalizePrompts, resolveOptions, samplerOptions, toRGB } from './inputs.js';
 import { SD3Task } from './task.js';
 import { type PresetOptions, loadPreset } from '../presets/index.js';
 
@@ -23,7 +23,7 @@ export class ImageToImage extends SD3Task {
     // 1. Normalise the inputs and options; images are resized to imageShape (nearest, as KerasHub).
     if (typeof input !== 'object' || input === null || !('images' in input)) throw new SD3Error('image-to-image input must be { images, prompts, negativePrompts? }');
     const p = normalizePrompts(input);
-    const o = resolveOptions(options, p.prompts.length, ImageToImage.defaults);
+    const o = resolveOptions(options, p.prompts.length, ImageToImage.defaults, this.backbone.sampling);
     const { width, height } = this.imageShape;
     const images = asList(input.images, 'images', p.prompts.length).map((img, i) => toRGB(img, i, width, height));
     // 2. Encode the prompts.
@@ -36,14 +36,14 @@ export class ImageToImage extends SD3Task {
     const sigmas = sigmaSchedule(o.numSteps, this.backbone.shift);
     const start = startIndex(o.numSteps, o.strength);
     const latent = await this.backbone.denoise({
-      shape, noise, init, sigmas, start, cond, guidanceScale: o.guidanceScale,
+      shape, noise, init, sigmas, start, cond, guidanceScale: o.guidanceScale, ...samplerOptions(o),
       ...(options?.onStep ? { onStep: options.onStep } : {}),
       ...(options?.signal ? { signal: options.signal } : {}),
     });
     // 5. Decode.
     const out = await this.decodeImages(latent, shape, (i) => ({
       task: 'image-to-image', prompt: p.prompts[i], negativePrompt: p.negatives[i], seed: o.seeds[i], numSteps: o.numSteps,
-      strength: o.strength, guidanceScale: o.guidanceScale, shift: this.backbone.shift, width, height, sampler: 'euler',
+      strength: o.strength, guidanceScale: o.guidanceScale, shift: this.backbone.shift, width, height, ...samplerOptions(o),
     }), cond.truncated);
     return p.single ? out[0]! : out;
   }

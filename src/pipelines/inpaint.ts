@@ -6,7 +6,7 @@ import { SD3Error } from '../core/errors.js';
 import type { RGBImage } from '../image/image.js';
 import { sigmaSchedule, startIndex } from '../sampler/flow-match.js';
 import { batchNoise } from '../sampler/noise.js';
-import { type InpaintInput, type StrengthOptions, asList, imagesToTensor, maskToLatent, normalizePrompts, resolveOptions, toRGB } from './inputs.js';
+import { type InpaintInput, type StrengthOptions, asList, imagesToTensor, maskToLatent, normalizePrompts, resolveOptions, samplerOptions, toRGB } from './inputs.js';
 import { SD3Task } from './task.js';
 import { type PresetOptions, loadPreset } from '../presets/index.js';
 
@@ -29,7 +29,7 @@ export class Inpaint extends SD3Task {
     }
     const p = normalizePrompts(input);
     const B = p.prompts.length;
-    const o = resolveOptions(options, B, Inpaint.defaults);
+    const o = resolveOptions(options, B, Inpaint.defaults, this.backbone.sampling);
     const { width, height } = this.imageShape;
     const images = asList(input.images, 'images', B).map((img, i) => toRGB(img, i, width, height));
     const shape = await this.latentShape(B);
@@ -46,14 +46,14 @@ export class Inpaint extends SD3Task {
     const sigmas = sigmaSchedule(o.numSteps, this.backbone.shift);
     const start = startIndex(o.numSteps, o.strength);
     const latent = await this.backbone.denoise({
-      shape, noise, init, mask, sigmas, start, cond, guidanceScale: o.guidanceScale,
+      shape, noise, init, mask, sigmas, start, cond, guidanceScale: o.guidanceScale, ...samplerOptions(o),
       ...(options?.onStep ? { onStep: options.onStep } : {}),
       ...(options?.signal ? { signal: options.signal } : {}),
     });
     // 5. Decode (the mask acts in latent space only; pixels are not composited afterwards).
     const out = await this.decodeImages(latent, shape, (i) => ({
       task: 'inpaint', prompt: p.prompts[i], negativePrompt: p.negatives[i], seed: o.seeds[i], numSteps: o.numSteps,
-      strength: o.strength, guidanceScale: o.guidanceScale, shift: this.backbone.shift, width, height, sampler: 'euler',
+      strength: o.strength, guidanceScale: o.guidanceScale, shift: this.backbone.shift, width, height, ...samplerOptions(o),
     }), cond.truncated);
     return p.single ? out[0]! : out;
   }

@@ -2,7 +2,7 @@
 import type { RGBImage } from '../image/image.js';
 import { sigmaSchedule } from '../sampler/flow-match.js';
 import { batchNoise } from '../sampler/noise.js';
-import { type GenerateOptions, type PromptInput, normalizePrompts, resolveOptions } from './inputs.js';
+import { type GenerateOptions, type PromptInput, normalizePrompts, resolveOptions, samplerOptions } from './inputs.js';
 import { SD3Task } from './task.js';
 import { type PresetOptions, loadPreset } from '../presets/index.js';
 
@@ -21,7 +21,7 @@ export class TextToImage extends SD3Task {
   async generate(input: PromptInput, options?: GenerateOptions): Promise<RGBImage | RGBImage[]> {
     // 1. Normalise the inputs and options.
     const p = normalizePrompts(input);
-    const o = resolveOptions(options, p.prompts.length, { numSteps: TextToImage.defaults.numSteps, strength: 1 });
+    const o = resolveOptions(options, p.prompts.length, { numSteps: TextToImage.defaults.numSteps, strength: 1 }, this.backbone.sampling);
     // 2. Encode the prompts (and negative prompts when guidance is on).
     const cond = await this.encodePrompts(p, o.guidanceScale, options?.signal);
     // 3. Draw the starting noise, one seed per image.
@@ -30,14 +30,14 @@ export class TextToImage extends SD3Task {
     // 4. Denoise from sigma 1 to 0.
     const sigmas = sigmaSchedule(o.numSteps, this.backbone.shift);
     const latent = await this.backbone.denoise({
-      shape, noise, sigmas, start: 0, cond, guidanceScale: o.guidanceScale,
+      shape, noise, sigmas, start: 0, cond, guidanceScale: o.guidanceScale, ...samplerOptions(o),
       ...(options?.onStep ? { onStep: options.onStep } : {}),
       ...(options?.signal ? { signal: options.signal } : {}),
     });
     // 5. Decode to 8-bit images that carry their parameters.
     const images = await this.decodeImages(latent, shape, (i) => ({
       task: 'text-to-image', prompt: p.prompts[i], negativePrompt: p.negatives[i], seed: o.seeds[i], numSteps: o.numSteps,
-      guidanceScale: o.guidanceScale, shift: this.backbone.shift, width: this.imageShape.width, height: this.imageShape.height, sampler: 'euler',
+      guidanceScale: o.guidanceScale, shift: this.backbone.shift, width: this.imageShape.width, height: this.imageShape.height, ...samplerOptions(o),
     }), cond.truncated);
     return p.single ? images[0]! : images;
   }

@@ -152,6 +152,9 @@ test("reads SD3.5 Medium's and Large's configurations from their keys alone", ()
   const g = new GraphBuilder('mmdit');
   buildMMDiTGraph({ g, w: layoutStore(SD3_5_MEDIUM_MMDIT_SIZES, 'SD3.5 Medium layout') }, medium);
   assert.ok(!new TextDecoder().decode(g.build().bytes).includes('w:pos_embed'));
+  // parameter counts of the real models (pos_embed included), as computed from the architecture in SD35-NOTES
+  const count = (z: MMDiTSizes) => mmditLayout(undefined, z).reduce((n, e) => n + numel(e.shape), 0);
+  assert.deepEqual([SD3_MEDIUM_MMDIT_SIZES, SD3_5_MEDIUM_MMDIT_SIZES, SD3_5_LARGE_MMDIT_SIZES].map(count), [2_084_951_104, 2_469_663_936, 8_146_280_768]);
   // dual blocks need not be contiguous
   const odd = inferMMDiTConfig(layoutStore({ depth: 4, posEmbedMaxSize: 16, adm: 8, contextIn: 12, qkNorm: true, dual: [0, 2] }, 'odd'));
   assert.deepEqual(odd.dualAttentionLayers, [0, 2]);

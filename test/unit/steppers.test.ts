@@ -75,3 +75,16 @@ test('the loop appends the skip pass to the CFG batch on the window steps only, 
   const vOf = (i: number) => (xs[i]![0]! - seen[i]![0]!) / sigmas[i + 3]!;
   assert.ok(Math.abs(vOf(0) - 2) < 1e-5 && Math.abs(vOf(1) - 3.5) < 1e-5, `${vOf(0)} ${vOf(1)}`);
 });
+
+test('the CLI sampler flags: --sampler, and --slg-* defaulting to Stability\'s SD3.5 Medium window', async () => {
+  const { samplerArgs } = await import('../../src/cli/args.js');
+  assert.deepEqual(samplerArgs({}), {});
+  assert.deepEqual(samplerArgs({ sampler: 'dpmpp_2m' }), { sampler: 'dpmpp_2m' });
+  assert.deepEqual(samplerArgs({ 'slg-scale': '2.5' }), { skipLayerGuidance: { layers: [7, 8, 9], scale: 2.5, start: 0.01, end: 0.2 } });
+  assert.deepEqual(samplerArgs({ 'slg-scale': '3', 'slg-layers': '1, 4', 'slg-start': '0.1', 'slg-end': '0.9' }), { skipLayerGuidance: { layers: [1, 4], scale: 3, start: 0.1, end: 0.9 } });
+  assert.deepEqual(samplerArgs({ 'slg-scale': '0' }), {});
+  assert.throws(() => samplerArgs({ sampler: 'ddim' }), /--sampler must be one of euler, dpmpp_2m, got "ddim"/);
+  assert.throws(() => samplerArgs({ 'slg-layers': '7' }), /need --slg-scale/);
+  assert.throws(() => samplerArgs({ 'slg-scale': '1', 'slg-layers': '7,x' }), /--slg-layers must be joint block numbers/);
+  assert.throws(() => samplerArgs({ 'slg-scale': '1', 'slg-start': '0.5', 'slg-end': '0.2' }), /--slg-start 0.5 is after --slg-end 0.2/);
+});
