@@ -1,7 +1,8 @@
 /**
  * Writes a single-file checkpoint with random weights at the real shapes, key names and dtype:
  * SD3 Medium (F16, with CLIPs; --t5 adds T5-XXL) or, with --variant, SD3.5 Medium / Large (BF16, MMDiT + VAE
- * only, as `sd3.5_medium.safetensors` / `sd3.5_large.safetensors`; the text encoders are separate files).
+ * only, as `sd3.5_medium.safetensors` / `sd3.5_large.safetensors`, plus `text_encoders/clip_l.safetensors` and
+ * `clip_g.safetensors` (F16) beside it, as the SD3.5 repositories hold them).
  *
  *   npm run make-random-checkpoint -- <path> [--variant sd3-medium|sd3.5-medium|sd3.5-large] [--t5] [--seed N]
  *
@@ -9,10 +10,11 @@
  * SD3.5 Large 16.4 GB).
  */
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { writeSafetensorsEntries } from '../src/core/safetensors.js';
 import { f32ToBf16, f32ToF16, numel } from '../src/core/tensor.js';
 import { gaussian } from '../src/sampler/noise.js';
-import { type LayoutEntry, sd35Layout, sd3MediumLayout } from '../src/presets/layout.js';
+import { type LayoutEntry, clipLayout, sd35Layout, sd3MediumLayout } from '../src/presets/layout.js';
 
 const TABLE = 1 << 20;
 
@@ -74,6 +76,18 @@ function main(): void {
   const dtype = sd35 ? 'bfloat16' as const : 'float16' as const;
   const layout = sd35 ? sd35Layout(variant) : sd3MediumLayout({ t5 });
   const filler = new Filler(seed, sd35 ? f32ToBf16 : f32ToF16);
+  write(file, layout, dtype, filler, variant);
+  if (sd35) {
+    // As in the SD3.5 repositories: the CLIP encoders as separate F16 files in text_encoders/ beside the single file.
+    const dir = path.join(path.dirname(file), 'text_encoders');
+    fs.mkdirSync(dir, { recursive: true });
+    const clipFiller = new Filler(seed + 1, f32ToF16);
+    write(path.join(dir, 'clip_l.safetensors'), clipLayout('', 768, 12, false), 'float16', clipFiller, 'CLIP-L');
+    write(path.join(dir, 'clip_g.safetensors'), clipLayout('', 1280, 32, true), 'float16', clipFiller, 'CLIP-G');
+  }
+}
+
+function write(file: string, layout: readonly LayoutEntry[], dtype: 'float16' | 'bfloat16', filler: Filler, what: string): void {
   const total = layout.reduce((s, e) => s + numel(e.shape), 0);
   let done = 0;
   let lastPct = -1;
@@ -88,7 +102,7 @@ function main(): void {
       const pct = Math.floor((100 * done) / total);
       if (pct !== lastPct && pct % 10 === 0) { lastPct = pct; process.stderr.write(`${pct}% `); }
     },
-  })), { format: 'pt', note: `random weights at ${variant} shapes (sd3-ts benchmark); not a real model` });
+  })), { format: 'pt', note: `random weights at ${what} shapes (sd3-ts benchmark); not a real model` });
   const size = fs.statSync(file).size;
   console.error(`\nwrote ${file}: ${layout.length} tensors, ${(total / 1e9).toFixed(2)} B parameters, ${(size / 2 ** 30).toFixed(2)} GiB in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
 }
