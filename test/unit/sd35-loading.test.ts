@@ -175,3 +175,14 @@ test('the diffusers transformer in two shards with its index reproduces the 3.5 
     weights.close?.();
   }
 });
+
+test('a diffusers transformer/config.json that disagrees with the keys is refused, naming the config key', () => {
+  const copy = path.join(dir, 'diffusers-bad');
+  fs.cpSync(path.join(fixtures, 'diffusers_layout_sd35m'), copy, { recursive: true });
+  const cfgFile = path.join(copy, 'transformer', 'config.json');
+  const cfg = JSON.parse(fs.readFileSync(cfgFile, 'utf8'));
+  fs.writeFileSync(cfgFile, JSON.stringify({ ...cfg, dual_attention_layers: [] }));
+  assert.throws(() => openCheckpoint(copy), (e: Error) => e instanceof SD3Error && /"dual_attention_layers" is \[\] but the weights are a sd3\.5_medium-style MMDiT .*\[0\]/.test(e.message));
+  fs.writeFileSync(cfgFile, JSON.stringify({ ...cfg, qk_norm: null }));
+  assert.throws(() => openCheckpoint(copy), /"qk_norm" is null/);
+});
