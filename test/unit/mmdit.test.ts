@@ -260,3 +260,19 @@ test('denoised = x - v * t / 1000', () => {
   const t = tensor('float32', [2], Float32Array.from([1000, 250]));
   assert.deepEqual([...denoisedFromVelocity(x, v, t).data], [0.5, 3, 2.5, 4]);
 });
+
+test('bf16 weights kept resident and widened per layer give the 3.5 Large goldens', async () => {
+  const dir = path.join(fixtures, '..', 'mmdit_sd35l');
+  const f = SafetensorsFile.open(path.join(dir, 'weights.safetensors'));
+  try {
+    const resident = await MMDiT.load(new SafetensorsStore([f], withPrefix('model.diffusion_model.')), { threads: 1, halfWeights: true });
+    try {
+      const c = readAllSafetensors(path.join(dir, 'cases', 'nonsquare_6x10_b2.safetensors')).tensors as Record<string, Tensor<'float32'>>;
+      assertClose(await resident.forward(c['input.x']!, c['input.t']!, c['input.y']!, c['input.context']!), c['output.model_output']!, 'resident bf16');
+    } finally {
+      await resident.dispose();
+    }
+  } finally {
+    f.close();
+  }
+});
