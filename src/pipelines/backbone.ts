@@ -3,6 +3,7 @@
  * encodeText, encodeImage, addNoise, denoise, decode. Models are loaded on first use and can be released
  * one by one (`lowMemory` releases each as soon as the run no longer needs it).
  */
+import * as os from 'node:os';
 import { SD3Error } from '../core/errors.js';
 import { type Tensor, tensor } from '../core/tensor.js';
 import type { WeightStore } from '../core/weights.js';
@@ -66,6 +67,12 @@ export interface BackboneOptions {
   readonly clipDtype?: 'float32' | 'int8';
   /** T5-XXL precision when the weights are on disk: 'int8' (default, 4.8 GB) or 'float32' (fp16 weights resident on the CPU: 9.5 GB). */
   readonly t5Dtype?: 'float32' | 'int8';
+  /**
+   * The MMDiT's 16-bit weights kept resident and widened to float32 per layer (half the weight memory, same
+   * numbers, slower steps). Default: on when the float32 MMDiT would take more than half of this machine's
+   * memory and its file weights are 16-bit (SD3.5 Large: 32.6 GB in float32, 16.3 GB resident); off with int8.
+   */
+  readonly mmditHalfWeights?: boolean;
   /** Decode in overlapping tiles of this many latent cells (off by default). */
   readonly vaeTile?: { readonly size: number; readonly overlap: number };
 }
@@ -127,7 +134,8 @@ export class SD3Backbone {
       const q = t5Quant(weights.t5!);
       return T5Encoder.load(weights.t5!, weights.t5Config ?? {}, { ...runtime, ...(q.quant ? { device: 'cpu' as const } : {}), label: 'T5-XXL', ...q });
     }) : undefined;
-    this.mmdit = new Lazy(() => MMDiT.load(weights.mmdit, { ...runtime, spin: options.spin ?? true, ...(int8 ? { quant: quant() } : {}) }));
+    const halfWeights = !int8 && (options.mmditHalfWeights ?? mmditTooLargeForFloat32(weights.mmdit, this.mmditConfig));
+    this.mmdit = new Lazy(() => MMDiT.load(weights.mmdit, { ...runtime, spin: options.spin ?? true, ...(int8 ? { quant: quant() } : {}), ...(halfWeights ? { halfWeights } : {}) }));
     this.vae = new Lazy(() => VAE.load(weights.vae, runtime));
   }
 
@@ -213,6 +221,16 @@ export class SD3Backbone {
   }
 }
 
+/** Whether the MMDiT's weights are 16-bit and would take more than half of the machine's memory as float32. */
+function mmditTooLargeForFloat32(store: WeightStore, config: MMDiTConfig): boolean {
+  const probe = store.get(`joint_blocks.0.x_block.attn.qkv.weight`);
+  if (probe.dtype !== 'float16' && probe.dtype !== 'bfloat16') return false;
+  // 12 H^2 per block and stream (qkv 3, proj 1, MLP 8), plus the dual blocks' attn2 (4 H^2) and adaLN.
+  const H = config.hiddenSize;
+  const params = config.depth * 2 * 18 * H * H + config.dualAttentionLayers.length * 7 * H * H;
+  return params * 4 > os.totalmem() / 2;
+}
+
 /** Throws an SD3Error naming the first option that is not one of its choices. */
 function checkBackboneOptions(o: BackboneOptions): void {
   if (o === null || typeof o !== 'object') throw new SD3Error(`options must be an object, got ${JSON.stringify(o)}`);
@@ -228,7 +246,7 @@ function checkBackboneOptions(o: BackboneOptions): void {
   oneOf('t5Dtype', o.t5Dtype, ['float32', 'int8']);
   if (o.device !== undefined) parseDevice(o.device, 'device');
   if (o.threads !== undefined && (!Number.isInteger(o.threads) || o.threads < 1)) throw new SD3Error(`threads must be a positive integer, got ${JSON.stringify(o.threads)}`);
-  for (const k of ['lowMemory', 'spin'] as const) {
+  for (const k of ['lowMemory', 'spin', 'mmditHalfWeights'] as const) {
     if (o[k] !== undefined && typeof o[k] !== 'boolean') throw new SD3Error(`${k} must be true or false, got ${JSON.stringify(o[k])}`);
   }
   if (o.vaeTile !== undefined) checkTileOptions(o.vaeTile);
