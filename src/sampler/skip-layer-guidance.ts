@@ -26,11 +26,12 @@ export function checkSkipLayerGuidance(v: unknown): SkipLayerGuidance {
   const o = v as Partial<SkipLayerGuidance> | null;
   const bad = (msg: string): never => { throw new SD3Error(`skipLayerGuidance: ${msg}`); };
   if (o === null || typeof o !== 'object' || Array.isArray(o)) bad(`expected { layers, scale, start, end }, got ${JSON.stringify(v)}`);
-  if (!Array.isArray(o!.layers) || o!.layers.length === 0 || !o!.layers.every((l) => Number.isInteger(l) && l >= 0)) {
-    bad(`layers must be a non-empty list of joint block indices (integers >= 0), got ${JSON.stringify(o!.layers)}`);
-  }
   for (const k of ['scale', 'start', 'end'] as const) {
     if (typeof o![k] !== 'number' || !Number.isFinite(o![k])) bad(`${k} must be a finite number, got ${JSON.stringify(o![k])}`);
+  }
+  // An empty list only with scale 0 (guidance off).
+  if (!Array.isArray(o!.layers) || (o!.layers.length === 0 && o!.scale! > 0) || !o!.layers.every((l) => Number.isInteger(l) && l >= 0)) {
+    bad(`layers must be a non-empty list of joint block indices (integers >= 0), got ${JSON.stringify(o!.layers)}`);
   }
   if (o!.scale! < 0) bad(`scale must be >= 0, got ${o!.scale}`);
   if (!(o!.start! >= 0 && o!.start! <= o!.end! && o!.end! <= 1)) bad(`start and end must satisfy 0 <= start <= end <= 1, got start ${o!.start}, end ${o!.end}`);
