@@ -1,7 +1,7 @@
 /**
  * Full-size benchmark: load, text encoding, denoising steps (CFG batch 2) and VAE decode, with peak RSS.
  *
- *   npm run bench -- --checkpoint <path> [--size 512] [--steps 2] [--mode fp32|int8] [--threads N] [--json] [--profile]
+ *   npm run bench -- --checkpoint <path> [--size 512] [--steps 2] [--mode fp32|int8|resident] [--threads N] [--json] [--profile]
  *   npm run bench -- --checkpoint <path> --size 256,512,1024,768x1344 --mode fp32,int8   (each run in its own process)
  *   npm run bench -- --checkpoint <path> --size 1024 --vae-tile 64,16   (also: tiled decode, its time and max difference)
  *   npm run bench -- --checkpoint <path> --device webgpu   (the GPU; also reports warm step and decode times)
@@ -76,7 +76,8 @@ const [width, height] = (() => {
 })();
 const size = width === height ? `${width}²` : `${width}x${height}`;
 const steps = Number(v.steps);
-const mode = modes[0] as 'fp32' | 'int8';
+// 'resident': fp32 math with the file's 16-bit MMDiT weights kept resident and widened per layer.
+const mode = modes[0] as 'fp32' | 'int8' | 'resident';
 const device = parseDevice(v.device!, '--device');
 const threads = { ...(v.threads ? { threads: Number(v.threads) } : {}), device };
 const secs = (t0: number) => (performance.now() - t0) / 1000;
@@ -102,7 +103,7 @@ if (mode === 'int8') {
   load.int8Cache = secs(t0);
   t0 = performance.now();
 }
-const mmdit = await MMDiT.load(weights.mmdit, { ...threads, spin: true, ...(quant ? { quant } : {}) });
+const mmdit = await MMDiT.load(weights.mmdit, { ...threads, spin: true, ...(quant ? { quant } : {}), ...(mode === 'resident' ? { halfWeights: true } : {}) });
 load.mmdit = secs(t0);
 const vae = await VAE.load(weights.vae, threads);
 const rssLoaded = rss();

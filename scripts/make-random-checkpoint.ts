@@ -1,16 +1,21 @@
 /**
- * Writes a single-file SD3 Medium checkpoint with random weights at the real shapes, key names and F16 dtype.
+ * Writes a single-file checkpoint with random weights at the real shapes, key names and dtype:
+ * SD3 Medium (F16, with CLIPs; --t5 adds T5-XXL) or, with --variant, SD3.5 Medium / Large (BF16, MMDiT + VAE
+ * only, as `sd3.5_medium.safetensors` / `sd3.5_large.safetensors`, plus `text_encoders/clip_l.safetensors` and
+ * `clip_g.safetensors` (F16) beside it, as the SD3.5 repositories hold them).
  *
- *   npm run make-random-checkpoint -- <path> [--t5] [--seed N]
+ *   npm run make-random-checkpoint -- <path> [--variant sd3-medium|sd3.5-medium|sd3.5-large] [--t5] [--seed N]
  *
- * For benchmarks only; never commit the output (about 6 GB, 15.5 GB with --t5).
+ * For benchmarks only; never commit the output (SD3 Medium about 6 GB, 15.5 GB with --t5; SD3.5 Medium 5.1 GB;
+ * SD3.5 Large 16.4 GB).
  */
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { AbortError } from '../src/core/errors.js';
 import { writeSafetensorsEntriesAsync } from '../src/core/safetensors.js';
-import { f32ToF16, numel } from '../src/core/tensor.js';
+import { f32ToBf16, f32ToF16, numel } from '../src/core/tensor.js';
 import { gaussian } from '../src/sampler/noise.js';
-import { type LayoutEntry, sd3MediumLayout } from '../src/presets/layout.js';
+import { type LayoutEntry, clipLayout, sd35Layout, sd3MediumLayout } from '../src/presets/layout.js';
 
 const TABLE = 1 << 20;
 
@@ -18,7 +23,7 @@ const TABLE = 1 << 20;
 class Filler {
   private readonly tables = new Map<string, Uint16Array>();
   private state: number;
-  constructor(seed: number) { this.state = (seed * 2654435761) >>> 0 || 1; }
+  constructor(seed: number, private readonly toBits: (v: number) => number) { this.state = (seed * 2654435761) >>> 0 || 1; }
   private next(): number {
     let x = this.state;
     x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
@@ -31,7 +36,7 @@ class Filler {
     if (!t) {
       const g = gaussian(TABLE, this.next());
       t = new Uint16Array(TABLE);
-      for (let i = 0; i < TABLE; i++) t[i] = f32ToF16(mean + std * g[i]!);
+      for (let i = 0; i < TABLE; i++) t[i] = this.toBits(mean + std * g[i]!);
       this.tables.set(key, t);
     }
     return t;
@@ -52,14 +57,38 @@ async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const file = args.find((a) => !a.startsWith('--'));
   if (!file) {
-    console.error('usage: npm run make-random-checkpoint -- <path.safetensors> [--t5] [--seed N]');
+    console.error('usage: npm run make-random-checkpoint -- <path.safetensors> [--variant sd3-medium|sd3.5-medium|sd3.5-large] [--t5] [--seed N]');
     process.exit(2);
   }
   const t5 = args.includes('--t5');
   const seedArg = args.indexOf('--seed');
   const seed = seedArg >= 0 ? Number(args[seedArg + 1]) : 0;
-  const layout = sd3MediumLayout({ t5 });
-  const filler = new Filler(seed);
+  const variantArg = args.indexOf('--variant');
+  const variant = variantArg >= 0 ? args[variantArg + 1] : 'sd3-medium';
+  if (variant !== 'sd3-medium' && variant !== 'sd3.5-medium' && variant !== 'sd3.5-large') {
+    console.error(`--variant must be sd3-medium, sd3.5-medium or sd3.5-large, got ${JSON.stringify(variant)}`);
+    process.exit(2);
+  }
+  if (t5 && variant !== 'sd3-medium') {
+    console.error('--t5 applies to sd3-medium only (SD3.5 files carry no text encoders)');
+    process.exit(2);
+  }
+  const sd35 = variant !== 'sd3-medium';
+  const dtype = sd35 ? 'bfloat16' as const : 'float16' as const;
+  const layout = sd35 ? sd35Layout(variant) : sd3MediumLayout({ t5 });
+  const filler = new Filler(seed, sd35 ? f32ToBf16 : f32ToF16);
+  await write(file, layout, dtype, filler, variant);
+  if (sd35) {
+    // As in the SD3.5 repositories: the CLIP encoders as separate F16 files in text_encoders/ beside the single file.
+    const dir = path.join(path.dirname(file), 'text_encoders');
+    fs.mkdirSync(dir, { recursive: true });
+    const clipFiller = new Filler(seed + 1, f32ToF16);
+    await write(path.join(dir, 'clip_l.safetensors'), clipLayout('', 768, 12, false), 'float16', clipFiller, 'CLIP-L');
+    await write(path.join(dir, 'clip_g.safetensors'), clipLayout('', 1280, 32, true), 'float16', clipFiller, 'CLIP-G');
+  }
+}
+
+async function write(file: string, layout: readonly LayoutEntry[], dtype: 'float16' | 'bfloat16', filler: Filler, what: string): Promise<void> {
   const total = layout.reduce((s, e) => s + numel(e.shape), 0);
   let done = 0;
   let lastPct = -1;
@@ -71,7 +100,7 @@ async function main(): Promise<void> {
   try {
     await writeSafetensorsEntriesAsync(file, layout.map((e) => ({
     name: e.name,
-    dtype: 'float16' as const,
+    dtype,
     shape: e.shape,
     fill: (out: Uint8Array) => {
       filler.fill(e, out);
@@ -79,7 +108,7 @@ async function main(): Promise<void> {
       const pct = Math.floor((100 * done) / total);
       if (pct !== lastPct && pct % 10 === 0) { lastPct = pct; process.stderr.write(`${pct}% `); }
     },
-    })), { format: 'pt', note: 'random weights at SD3 Medium shapes (sd3-ts benchmark); not a real model' }, { signal: controller.signal });
+    })), { format: 'pt', note: `random weights at ${what} shapes (sd3-ts benchmark); not a real model` }, { signal: controller.signal });
   } catch (e) {
     if (e instanceof AbortError) process.exit(130);
     throw e;

@@ -1,6 +1,8 @@
 /** Small helpers for typed command-line values. */
 import { SD3Error } from '../core/errors.js';
 import type { BackboneOptions } from '../pipelines/backbone.js';
+import { SD3_5_MEDIUM_SLG, type SkipLayerGuidance } from '../sampler/skip-layer-guidance.js';
+import { SAMPLERS, type SamplerName } from '../sampler/steppers.js';
 import { type DeviceChoice, parseDevice } from '../runtime/ort.js';
 
 export class UsageError extends SD3Error {
@@ -66,4 +68,37 @@ export function runtimeArgs(v: { threads?: string; device?: string; int8?: boole
     ...(device ? { device } : {}),
     ...(v.int8 ? { dtype: 'int8' as const } : {}),
   };
+}
+
+/** The sampler flags of `sd3 generate`: --sampler and skip-layer guidance's --slg-scale/-layers/-start/-end. */
+export const SAMPLER_FLAGS = {
+  sampler: { type: 'string' },
+  'slg-scale': { type: 'string' },
+  'slg-layers': { type: 'string' },
+  'slg-start': { type: 'string' },
+  'slg-end': { type: 'string' },
+} as const;
+
+/**
+ * --sampler euler|dpmpp_2m, and skip-layer guidance: on when --slg-scale X > 0 is given, with --slg-layers
+ * (default 7,8,9), --slg-start (0.01) and --slg-end (0.2) defaulting to Stability's SD3.5 Medium setting.
+ */
+export function samplerArgs(v: { sampler?: string; 'slg-scale'?: string; 'slg-layers'?: string; 'slg-start'?: string; 'slg-end'?: string }): { sampler?: SamplerName; skipLayerGuidance?: SkipLayerGuidance } {
+  if (v.sampler !== undefined && !(SAMPLERS as readonly string[]).includes(v.sampler)) throw new UsageError(`--sampler must be one of ${SAMPLERS.join(', ')}, got "${v.sampler}"`);
+  const scale = numArg('slg-scale', v['slg-scale'], (n) => n >= 0, 'a number >= 0');
+  const start = numArg('slg-start', v['slg-start'], (n) => n >= 0 && n <= 1, 'a number in [0, 1]');
+  const end = numArg('slg-end', v['slg-end'], (n) => n >= 0 && n <= 1, 'a number in [0, 1]');
+  let layers: number[] | undefined;
+  if (v['slg-layers'] !== undefined) {
+    layers = v['slg-layers'].split(',').map((x) => Number(x.trim()));
+    if (layers.length === 0 || !layers.every((l) => Number.isInteger(l) && l >= 0)) throw new UsageError(`--slg-layers must be joint block numbers separated by commas (e.g. 7,8,9), got "${v['slg-layers']}"`);
+  }
+  const out: { sampler?: SamplerName; skipLayerGuidance?: SkipLayerGuidance } = v.sampler ? { sampler: v.sampler as SamplerName } : {};
+  if (scale === undefined) {
+    if (layers || start !== undefined || end !== undefined) throw new UsageError('--slg-layers, --slg-start and --slg-end need --slg-scale X (skip-layer guidance is off without it)');
+    return out;
+  }
+  const slg = { layers: layers ?? [...SD3_5_MEDIUM_SLG.layers], scale, start: start ?? SD3_5_MEDIUM_SLG.start, end: end ?? SD3_5_MEDIUM_SLG.end };
+  if (slg.start > slg.end) throw new UsageError(`--slg-start ${slg.start} is after --slg-end ${slg.end}`);
+  return scale > 0 ? { ...out, skipLayerGuidance: slg } : out;
 }

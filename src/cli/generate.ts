@@ -12,7 +12,7 @@ import { Inpaint } from '../pipelines/inpaint.js';
 import { MAX_STEPS } from '../pipelines/inputs.js';
 import { TextToImage } from '../pipelines/text-to-image.js';
 import { defaultImageShape, loadPreset } from '../presets/index.js';
-import { MODEL_FLAGS, UsageError, intArg, numArg, runtimeArgs, tileArg } from './args.js';
+import { MODEL_FLAGS, SAMPLER_FLAGS, UsageError, intArg, numArg, runtimeArgs, samplerArgs, tileArg } from './args.js';
 
 const HELP = `Usage: sd3 generate -p PROMPT [options]
 
@@ -21,8 +21,13 @@ const HELP = `Usage: sd3 generate -p PROMPT [options]
   -m, --model MODEL            preset, .safetensors file, folder or hub id (default stable_diffusion_3_medium)
   -o, --output FILE.png        output file (default out.png; with --batch N: out-1.png ... out-N.png)
       --width N, --height N    image size, multiples of 16 (default 1024; 256 for tiny-random; the input image's size with --image, scaled down to fit the model)
-      --steps N                denoising steps (default 28; 50 with --image; at most 1000000)
-      --cfg-scale X            guidance scale (default 7.0; <= 1 disables the negative prompt)
+      --steps N                denoising steps (default per model, README: SD3 Medium 28, 50 with --image;
+                               SD3.5 Medium/Large 40; Large Turbo 4)
+      --cfg-scale X            guidance scale (default per model: 7.0 SD3, 4.5 SD3.5, 1 Turbo; <= 1 disables the negative prompt)
+      --sampler NAME           euler or dpmpp_2m (DPM-Solver++(2M), as Stability's reference; default euler)
+      --slg-scale X            skip-layer guidance (off by default; 2.5 is Stability's SD3.5 Medium setting): a third,
+                               positive-only pass with --slg-layers (default 7,8,9) skipped, on the steps k with
+                               --slg-start * steps < k < --slg-end * steps (default 0.01 and 0.2)
       --strength X             with --image: how much to repaint, 0..1 (default 0.8; 0.6 with --mask)
       --seed N                 seed (default random); image i of a batch uses seed + i
       --batch N                images per prompt (default 1, at most 64)
@@ -87,6 +92,7 @@ export async function runGenerate(argv: string[], signal: AbortSignal): Promise<
       output: { type: 'string', short: 'o' },
       steps: { type: 'string' },
       'cfg-scale': { type: 'string' },
+      ...SAMPLER_FLAGS,
       strength: { type: 'string' },
       seed: { type: 'string' },
       batch: { type: 'string' },
@@ -113,6 +119,7 @@ export async function runGenerate(argv: string[], signal: AbortSignal): Promise<
   if (seed !== undefined && seed > 0xffffffff) throw new UsageError(`--seed must be at most 4294967295, got ${seed}`);
   const runtime = runtimeArgs(v);
   const cfg = numArg('cfg-scale', v['cfg-scale'], () => true, 'a number');
+  const sampling = samplerArgs(v);
   const strength = numArg('strength', v.strength, (n) => n >= 0 && n <= 1, 'a number in [0, 1]');
   if (strength !== undefined && v.image === undefined) throw new UsageError('--strength applies to --image (image-to-image or inpainting)');
   const image = v.image !== undefined ? await readInput('image', v.image) : undefined;
@@ -142,6 +149,7 @@ export async function runGenerate(argv: string[], signal: AbortSignal): Promise<
   const options = {
     ...(steps !== undefined ? { numSteps: steps } : {}),
     ...(cfg !== undefined ? { guidanceScale: cfg } : {}),
+    ...sampling,
     ...(seed !== undefined ? { seed } : {}),
     ...(strength !== undefined ? { strength } : {}),
     signal,

@@ -14,7 +14,7 @@ import { BYTES_PER_ELEMENT, type DType, type Tensor, numel, tensor, viewBytes } 
 export const MAX_HEADER_BYTES = 100_000_000;
 
 const DTYPE_FROM_FILE: Record<string, DType> = {
-  F16: 'float16', BF16: 'bfloat16', F32: 'float32', F64: 'float64',
+  F16: 'float16', BF16: 'bfloat16', F8_E4M3: 'float8e4m3fn', F8_E5M2: 'float8e5m2', F32: 'float32', F64: 'float64',
   I8: 'int8', U8: 'uint8', I16: 'int16', I32: 'int32', I64: 'int64', BOOL: 'bool',
 };
 const DTYPE_TO_FILE: Record<DType, string> = Object.fromEntries(

@@ -1,12 +1,17 @@
 /** The small tensor type used at every boundary of the library (runtime door, loaders, tasks). */
 import { SD3Error } from './errors.js';
 
-export type DType = 'float32' | 'float16' | 'bfloat16' | 'float64' | 'int8' | 'uint8' | 'int16' | 'int32' | 'int64' | 'bool';
+export type DType =
+  | 'float32' | 'float16' | 'bfloat16' | 'float8e4m3fn' | 'float8e5m2' | 'float64'
+  | 'int8' | 'uint8' | 'int16' | 'int32' | 'int64' | 'bool';
 
 export interface DataOf {
   float32: Float32Array;
   float16: Uint16Array;
   bfloat16: Uint16Array;
+  /** 8-bit floats: the raw bytes (decode with toFloat32). */
+  float8e4m3fn: Uint8Array;
+  float8e5m2: Uint8Array;
   float64: Float64Array;
   int8: Int8Array;
   uint8: Uint8Array;
@@ -23,7 +28,7 @@ export interface Tensor<D extends DType = DType> {
 }
 
 export const BYTES_PER_ELEMENT: Record<DType, number> = {
-  float32: 4, float16: 2, bfloat16: 2, float64: 8, int8: 1, uint8: 1, int16: 2, int32: 4, int64: 8, bool: 1,
+  float32: 4, float16: 2, bfloat16: 2, float8e4m3fn: 1, float8e5m2: 1, float64: 8, int8: 1, uint8: 1, int16: 2, int32: 4, int64: 8, bool: 1,
 };
 
 export function numel(shape: readonly number[]): number {
@@ -36,6 +41,8 @@ const ARRAY_OF: { [D in DType]: (buf: ArrayBuffer, off: number, len: number) => 
   float32: (b, o, n) => new Float32Array(b, o, n),
   float16: (b, o, n) => new Uint16Array(b, o, n),
   bfloat16: (b, o, n) => new Uint16Array(b, o, n),
+  float8e4m3fn: (b, o, n) => new Uint8Array(b, o, n),
+  float8e5m2: (b, o, n) => new Uint8Array(b, o, n),
   float64: (b, o, n) => new Float64Array(b, o, n),
   int8: (b, o, n) => new Int8Array(b, o, n),
   uint8: (b, o, n) => new Uint8Array(b, o, n),
@@ -135,6 +142,28 @@ export function f32ToBf16(value: number): number {
   return ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
 }
 
+// ---- 8-bit floats (OCP FP8: E4M3 "fn" and E5M2), decoded exactly: every value is a float32 ----
+
+/** E4M3 "fn": bias 7, subnormals m/8 * 2^-6, no infinities, 0x7F / 0xFF NaN (max 448). */
+export function f8e4m3fnToF32(b: number): number {
+  const sign = b & 0x80 ? -1 : 1;
+  const exp = (b >> 3) & 0xf;
+  const man = b & 0x7;
+  if (exp === 0xf && man === 0x7) return NaN;
+  if (exp === 0) return sign * (man / 8) * 2 ** -6;
+  return sign * (1 + man / 8) * 2 ** (exp - 7);
+}
+
+/** E5M2: the upper byte of an IEEE binary16 (bias 15, infinities and NaNs as there). */
+export function f8e5m2ToF32(b: number): number {
+  return f16ToF32(b << 8);
+}
+
+const F8_TABLES: Partial<Record<'float8e4m3fn' | 'float8e5m2', Float32Array>> = {};
+function f8Table(dtype: 'float8e4m3fn' | 'float8e5m2'): Float32Array {
+  return (F8_TABLES[dtype] ??= Float32Array.from({ length: 256 }, (_, b) => (dtype === 'float8e4m3fn' ? f8e4m3fnToF32(b) : f8e5m2ToF32(b))));
+}
+
 /** Any numeric tensor as float32 (copying only when the dtype differs). */
 export function toFloat32(t: Tensor): Tensor<'float32'> {
   if (t.dtype === 'float32') return t as Tensor<'float32'>;
@@ -148,6 +177,8 @@ export function toFloat32(t: Tensor): Tensor<'float32'> {
       for (let i = 0; i < n; i++) o32[i] = d[i]! << 16;
       break;
     }
+    case 'float8e4m3fn':
+    case 'float8e5m2': { const d = t.data as Uint8Array; const lut = f8Table(t.dtype); for (let i = 0; i < n; i++) out[i] = lut[d[i]!]!; break; }
     case 'int64': { const d = t.data as BigInt64Array; for (let i = 0; i < n; i++) out[i] = Number(d[i]!); break; }
     default: { const d = t.data as ArrayLike<number>; for (let i = 0; i < n; i++) out[i] = d[i]!; }
   }

@@ -138,6 +138,42 @@ export function withPrefix(prefix: string): RenameTable {
   return (name) => prefix + name;
 }
 
+/**
+ * Reads `length` bytes at byte `offset` of a weight's data (its chunks laid end to end), e.g. some rows of a
+ * large table without reading the rest.
+ */
+export function readWeightBytes(ref: WeightRef, offset: number, length: number): Uint8Array {
+  const out = new Uint8Array(length);
+  if (ref.data) {
+    if (offset + length > ref.data.length) throw new SD3Error(`"${ref.name}": bytes ${offset}..${offset + length} are past its ${ref.data.length} bytes`);
+    out.set(ref.data.subarray(offset, offset + length));
+    return out;
+  }
+  let base = 0;
+  let done = 0;
+  for (const c of ref.chunks ?? []) {
+    const from = Math.max(offset + done, base);
+    const to = Math.min(offset + length, base + c.length);
+    if (from < to) {
+      const fd = fs.openSync(c.file, 'r');
+      try {
+        let got = 0;
+        while (got < to - from) {
+          const n = fs.readSync(fd, out, from - offset + got, to - from - got, c.offset + (from - base) + got);
+          if (n === 0) throw new SD3Error(`${c.file}: unexpected end of file reading "${ref.name}"`);
+          got += n;
+        }
+      } finally {
+        fs.closeSync(fd);
+      }
+      done = to - offset;
+    }
+    base += c.length;
+  }
+  if (done !== length) throw new SD3Error(`"${ref.name}": bytes ${offset}..${offset + length} are past its data`);
+  return out;
+}
+
 /** Reads a weight's values as float32 (from its file chunks or in-memory bytes). */
 export function readWeightFloat32(ref: WeightRef): Float32Array {
   let bytes: Uint8Array;

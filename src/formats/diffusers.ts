@@ -1,5 +1,6 @@
 /**
- * Rename tables for the diffusers folder layout (`stabilityai/stable-diffusion-3-medium-diffusers`):
+ * Rename tables for the diffusers folder layout (`stabilityai/stable-diffusion-3-medium-diffusers`, and the
+ * diffusers folders of the `stabilityai/stable-diffusion-3.5-*` repositories):
  * our names (the single file's) -> the diffusers names, one table per component. No tensor is transposed; the
  * fused q/k/v become concatenations of three tensors, the two 2-chunk adaLN projections that diffusers stores
  * as [scale; shift] are read back as [shift; scale], VAE attention 1x1 convs are 2-D Linear weights there,
@@ -45,13 +46,21 @@ export const diffusersTransformer: RenameTable = (name, files) => {
     case 'attn.proj': return x ? `${b}.attn.to_out.0.${kind}` : `${b}.attn.to_add_out.${kind}`;
     case 'mlp.fc1': return `${b}.${x ? 'ff' : 'ff_context'}.net.0.proj.${kind}`;
     case 'mlp.fc2': return `${b}.${x ? 'ff' : 'ff_context'}.net.2.${kind}`;
+    // SD3.5: q/k RMS norm weights, and MMDiT-X's image-only second attention (its q/k/v split like attn's).
+    case 'attn.ln_q': return `${b}.attn.${x ? 'norm_q' : 'norm_added_q'}.${kind}`;
+    case 'attn.ln_k': return `${b}.attn.${x ? 'norm_k' : 'norm_added_k'}.${kind}`;
+    case 'attn2.qkv': return x ? qkv(`${b}.attn2`, ['to_q', 'to_k', 'to_v'], kind) : undefined;
+    case 'attn2.proj': return x ? `${b}.attn2.to_out.0.${kind}` : undefined;
+    case 'attn2.ln_q': return x ? `${b}.attn2.norm_q.${kind}` : undefined;
+    case 'attn2.ln_k': return x ? `${b}.attn2.norm_k.${kind}` : undefined;
     case 'adaLN_modulation.1': {
+      // The image branch's 6 (or, on dual blocks, 9) chunks are stored in the reference order.
       if (x) return `${b}.norm1.linear.${kind}`;
       const key = `${b}.norm1_context.linear.${kind}`;
       // The pre-only (last) context block has a 2-chunk AdaLayerNormContinuous stored as [scale; shift].
-      const hidden = files.shape(`${b}.norm1.linear.${kind}`)[0] ?? 0;
+      const hidden = files.shape('context_embedder.weight')[0] ?? 0;
       const rows = files.shape(key)[0] ?? 0;
-      return rows * 3 === hidden ? swappedHalves(key, files) : key;
+      return hidden > 0 && rows === 2 * hidden ? swappedHalves(key, files) : key;
     }
     default: return undefined;
   }

@@ -14,6 +14,7 @@ import { SD3Error, describe } from '../core/errors.js';
 import { SafetensorsFile } from '../core/safetensors.js';
 import { type RenameTable, SafetensorsStore } from '../core/weights.js';
 import { clipConfigFromHF } from '../models/clip.js';
+import { describeMMDiT, inferMMDiTConfig } from '../models/mmdit-config.js';
 import { t5ConfigFromHF } from '../models/t5.js';
 import { DIFFUSERS_FOLDERS, diffusersCLIP, diffusersT5, diffusersTransformer, diffusersVAE } from '../formats/diffusers.js';
 import { type ComponentName, SINGLE_FILE_PREFIX, componentsIn, prefixTable, standaloneEncoderKind } from '../formats/single-file.js';
@@ -259,7 +260,25 @@ function diffusersT5Tokenizer(dir: string): T5Tokenizer | undefined {
   return T5Tokenizer.fromFolder(folder);
 }
 
-/** The diffusers folder layout (`stabilityai/stable-diffusion-3-medium-diffusers`). */
+/**
+ * diffusers builds the transformer from transformer/config.json and loads the weights strictly, so the two must
+ * agree; we read the variant from the keys and refuse a config that says otherwise (naming the config key).
+ */
+function checkTransformerConfig(store: SafetensorsStore, file: string): void {
+  if (!fs.existsSync(file)) return;
+  const cfg = readJson(file);
+  const c = inferMMDiTConfig(store);
+  const mismatch = (key: string, said: unknown, found: unknown) =>
+    new SD3Error(`${file}: "${key}" is ${JSON.stringify(said)} but the weights are a ${describeMMDiT(c)} (${key} ${JSON.stringify(found)})`);
+  if (cfg.num_layers !== undefined && cfg.num_layers !== c.depth) throw mismatch('num_layers', cfg.num_layers, c.depth);
+  if (cfg.pos_embed_max_size !== undefined && cfg.pos_embed_max_size !== c.posEmbedMaxSize) throw mismatch('pos_embed_max_size', cfg.pos_embed_max_size, c.posEmbedMaxSize);
+  const qk = cfg.qk_norm ?? null;
+  if (qk !== (c.qkNorm === 'rms' ? 'rms_norm' : null)) throw mismatch('qk_norm', qk, c.qkNorm === 'rms' ? 'rms_norm' : null);
+  const dual = Array.isArray(cfg.dual_attention_layers) ? [...(cfg.dual_attention_layers as number[])].sort((a, b) => a - b) : [];
+  if (dual.join() !== c.dualAttentionLayers.join()) throw mismatch('dual_attention_layers', cfg.dual_attention_layers ?? [], c.dualAttentionLayers);
+}
+
+/** The diffusers folder layout (`stabilityai/stable-diffusion-3-medium-diffusers`, and the SD3.5 repositories'). */
 export function openDiffusers(dir: string, opts: OpenOptions = {}): OpenedCheckpoint {
   const sub = (k: keyof typeof DIFFUSERS_FOLDERS) => path.join(dir, DIFFUSERS_FOLDERS[k]);
   const opened: SafetensorsFile[] = [];
@@ -270,6 +289,7 @@ export function openDiffusers(dir: string, opts: OpenOptions = {}): OpenedCheckp
   };
   try {
     const mmdit = comp('mmdit', diffusersTransformer);
+    checkTransformerConfig(mmdit, path.join(sub('mmdit'), 'config.json'));
     const vae = comp('vae', diffusersVAE);
     const clipL = comp('clipL', diffusersCLIP);
     const clipG = comp('clipG', diffusersCLIP);

@@ -6,15 +6,17 @@
  *   const v = await mmdit.forward(x, t, y, context); // velocity, same shape as x
  */
 import { SD3Error } from '../core/errors.js';
-import { type Tensor, tensor } from '../core/tensor.js';
-import type { WeightStore } from '../core/weights.js';
+import { BYTES_PER_ELEMENT, type Tensor, tensor, toFloat32, viewBytes } from '../core/tensor.js';
+import { type WeightRef, type WeightStore, readWeightBytes } from '../core/weights.js';
 import type { QuantizedLinears } from '../nn/layers.js';
 import { GraphBuilder } from '../onnx/builder.js';
 import { type RuntimeOptions, Session, runtimeOptions } from '../runtime/ort.js';
-import { type MMDiTConfig, inferMMDiTConfig } from './mmdit-config.js';
+import { type MMDiTConfig, describeMMDiT, inferMMDiTConfig } from './mmdit-config.js';
 import { MMDIT_DEBUG_OUTPUTS, buildMMDiTGraph } from './mmdit-graph.js';
 
-export { type MMDiTConfig, SD3_MEDIUM_MMDIT, inferMMDiTConfig } from './mmdit-config.js';
+export {
+  type MMDiTConfig, SD3_5_LARGE_MMDIT, SD3_5_MEDIUM_MMDIT, SD3_MEDIUM_MMDIT, checkMMDiTWeights, describeMMDiT, inferMMDiTConfig, mmditVariant,
+} from './mmdit-config.js';
 export { type MMDiTGraphOptions, buildMMDiTGraph } from './mmdit-graph.js';
 
 export interface MMDiTLoadOptions extends RuntimeOptions {
@@ -24,43 +26,105 @@ export interface MMDiTLoadOptions extends RuntimeOptions {
   readonly debug?: boolean;
   /** Pre-quantized Linear weights (int8 path). */
   readonly quant?: QuantizedLinears;
+  /**
+   * Keep the file's 16-bit weights (SD3.5's bf16, SD3's fp16) resident and widen them to float32 as each layer
+   * runs, instead of once at load: half the weight memory (3.5 Large: 16.3 GB instead of 32.6), the same numbers,
+   * but the session runs unoptimised. Default off (int8 is the smaller and faster way to fit 3.5 Large).
+   */
+  readonly halfWeights?: boolean;
 }
 
-export type MMDiTDebug = Record<'model_output' | (typeof MMDIT_DEBUG_OUTPUTS)[number], Tensor<'float32'>>;
+export type MMDiTDebug = Record<'model_output' | 'pos_embed_cropped' | Exclude<(typeof MMDIT_DEBUG_OUTPUTS)[number], 'context_after_block'>, Tensor<'float32'>>
+  & { readonly context_after_block?: Tensor<'float32'> };
+
+/**
+ * Joint blocks to bypass (both streams pass through unchanged), as the reference's `skip_layers`: `layers` for
+ * the batch rows from `fromRow` on (default every row). Skip-layer guidance appends its rows to a CFG batch.
+ */
+export interface LayerSkip {
+  readonly layers?: readonly number[];
+  readonly fromRow?: number;
+}
 
 export class MMDiT {
-  private constructor(readonly config: MMDiTConfig, private readonly session: Session, readonly hasDebugOutputs: boolean) {}
+  private readonly crops = new Map<string, Tensor<'float32'>>();
+
+  private constructor(readonly config: MMDiTConfig, private readonly session: Session, readonly hasDebugOutputs: boolean, private readonly posEmbed: WeightRef) {}
 
   static async load(store: WeightStore, opts: MMDiTLoadOptions = {}): Promise<MMDiT> {
     const config = inferMMDiTConfig(store);
     const g = new GraphBuilder('mmdit');
     buildMMDiTGraph({ g, w: store, quant: opts.quant }, config, { debug: opts.debug ?? false });
     const built = g.build();
-    const session = await Session.create('MMDiT', built, { ...runtimeOptions(opts), spin: opts.spin ?? false });
-    return new MMDiT(config, session, opts.debug ?? false);
+    const session = await Session.create(`MMDiT (${describeMMDiT(config)})`, built, { ...runtimeOptions(opts), spin: opts.spin ?? false, ...(opts.halfWeights ? { halfWeights: true } : {}) });
+    return new MMDiT(config, session, opts.debug ?? false, store.get('pos_embed'));
   }
 
   /**
    * The velocity prediction for latents x [B, C, H, W] at timesteps t [B] (sigma * 1000, float32), pooled
-   * text vectors y [B, adm] and text sequences context [B, L, ctx].
+   * text vectors y [B, adm] and text sequences context [B, L, ctx]; `skip` bypasses joint blocks.
    */
-  async forward(x: Tensor, t: Tensor, y: Tensor, context: Tensor): Promise<Tensor<'float32'>> {
-    const out = await this.session.run(this.feeds(x, t, y, context), ['model_output']);
+  async forward(x: Tensor, t: Tensor, y: Tensor, context: Tensor, skip: LayerSkip = {}): Promise<Tensor<'float32'>> {
+    const out = await this.session.run(this.feeds(x, t, y, context, skip), ['model_output']);
     return out.model_output as Tensor<'float32'>;
   }
 
-  /** `forward` plus the intermediate values t_freq, c, x_embedded, pos_embed_cropped (needs `debug: true`). */
-  async forwardDebug(x: Tensor, t: Tensor, y: Tensor, context: Tensor): Promise<MMDiTDebug> {
+  /** `forward` plus t_freq, c, x_embedded, pos_embed_cropped and both streams after each block (needs `debug: true`). */
+  async forwardDebug(x: Tensor, t: Tensor, y: Tensor, context: Tensor, skip: LayerSkip = {}): Promise<MMDiTDebug> {
     if (!this.hasDebugOutputs) throw new SD3Error('this MMDiT was loaded without debug outputs; load it with { debug: true }');
-    return await this.session.run(this.feeds(x, t, y, context)) as MMDiTDebug;
+    const feeds = this.feeds(x, t, y, context, skip);
+    const out = await this.session.run(feeds);
+    return { ...out, pos_embed_cropped: feeds.pos_embed_cropped } as MMDiTDebug;
   }
 
-  async dispose(): Promise<void> { await this.session.dispose(); }
+  /**
+   * The centre crop of the position grid for h x w patches, [1, h*w, hidden]: top = (M - h) // 2,
+   * left = (M - w) // 2 as in the reference. Only those rows are read from the checkpoint (cached per size).
+   */
+  positionCrop(h: number, w: number): Tensor<'float32'> {
+    const key = `${h}x${w}`;
+    let crop = this.crops.get(key);
+    if (!crop) {
+      const { posEmbedMaxSize: m, hiddenSize } = this.config;
+      const top = Math.floor((m - h) / 2);
+      const left = Math.floor((m - w) / 2);
+      const size = BYTES_PER_ELEMENT[this.posEmbed.dtype];
+      const data = new Float32Array(h * w * hiddenSize);
+      for (let r = 0; r < h; r++) {
+        const bytes = readWeightBytes(this.posEmbed, ((top + r) * m + left) * hiddenSize * size, w * hiddenSize * size);
+        data.set(toFloat32(tensor(this.posEmbed.dtype, [w * hiddenSize], viewBytes(this.posEmbed.dtype, bytes))).data, r * w * hiddenSize);
+      }
+      crop = tensor('float32', [1, h * w, hiddenSize], data);
+      this.crops.set(key, crop);
+    }
+    return crop;
+  }
 
-  private feeds(x: Tensor, t: Tensor, y: Tensor, context: Tensor): Record<string, Tensor> {
+  async dispose(): Promise<void> {
+    this.crops.clear();
+    await this.session.dispose();
+  }
+
+  private feeds(x: Tensor, t: Tensor, y: Tensor, context: Tensor, skip: LayerSkip): Record<string, Tensor> {
     checkMMDiTInputs(this.config, x, t, y, context);
-    return { x, t, y, context };
+    const [batch, , height, width] = x.shape as [number, number, number, number];
+    const p = this.config.patchSize;
+    return { x, t, y, context, pos_embed_cropped: this.positionCrop(height / p, width / p), skip_layers: skipMask(this.config, batch, skip) };
   }
+}
+
+/** The [B, depth] bool mask of a LayerSkip; throws on a layer the model does not have. */
+function skipMask(config: MMDiTConfig, batch: number, skip: LayerSkip): Tensor<'bool'> {
+  const mask = new Uint8Array(batch * config.depth);
+  const from = skip.fromRow ?? 0;
+  if (!Number.isInteger(from) || from < 0 || from > batch) throw new SD3Error(`MMDiT: skip fromRow must be an integer in [0, ${batch}], got ${JSON.stringify(skip.fromRow)}`);
+  for (const l of skip.layers ?? []) {
+    if (!Number.isInteger(l) || l < 0 || l >= config.depth) {
+      throw new SD3Error(`MMDiT: skip layer ${JSON.stringify(l)} is not a joint block of this ${describeMMDiT(config)}; expected integers 0-${config.depth - 1}`);
+    }
+    for (let b = from; b < batch; b++) mask[b * config.depth + l] = 1;
+  }
+  return tensor('bool', [batch, config.depth], mask);
 }
 
 function shapeText(t: Tensor): string { return `[${t.shape.join(', ')}]`; }

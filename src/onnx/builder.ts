@@ -14,6 +14,7 @@ export type Dim = number | string;
 
 export const ONNX_TYPE: Record<DType, OnnxDataType> = {
   float32: OnnxDataType.FLOAT, float16: OnnxDataType.FLOAT16, bfloat16: OnnxDataType.BFLOAT16,
+  float8e4m3fn: OnnxDataType.FLOAT8E4M3FN, float8e5m2: OnnxDataType.FLOAT8E5M2,
   float64: OnnxDataType.DOUBLE, int8: OnnxDataType.INT8, uint8: OnnxDataType.UINT8, int16: OnnxDataType.INT16,
   int32: OnnxDataType.INT32, int64: OnnxDataType.INT64, bool: OnnxDataType.BOOL,
 };
@@ -31,7 +32,7 @@ export interface BuiltModel {
   readonly hostNodes: readonly string[];
 }
 
-const FLOAT_WEIGHT_DTYPES: ReadonlySet<string> = new Set(['float32', 'float16', 'bfloat16', 'float64']);
+const FLOAT_WEIGHT_DTYPES: ReadonlySet<string> = new Set(['float32', 'float16', 'bfloat16', 'float64', 'float8e4m3fn', 'float8e5m2']);
 
 export class GraphBuilder {
   private readonly nodes: NodeProto[] = [];
@@ -148,7 +149,7 @@ export class GraphBuilder {
     const hit = this.weights.get(ref.name);
     if (hit) return hit;
     // Model weights are floating point; an integer or boolean tensor under a weight's name is a damaged or foreign file.
-    if (!FLOAT_WEIGHT_DTYPES.has(ref.dtype)) throw new SD3Error(`weight "${ref.name}" is ${ref.dtype}; expected a floating-point tensor (F32, F16 or BF16)`);
+    if (!FLOAT_WEIGHT_DTYPES.has(ref.dtype)) throw new SD3Error(`weight "${ref.name}" is ${ref.dtype}; expected a floating-point tensor (F32, F16, BF16 or F8)`);
     let v = this.rawWeight(ref);
     if (ref.dtype !== 'float32') v = this.cast(v, 'float32');
     this.weights.set(ref.name, v);

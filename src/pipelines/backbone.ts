@@ -3,12 +3,13 @@
  * encodeText, encodeImage, addNoise, denoise, decode. Models are loaded on first use and can be released
  * one by one (`lowMemory` releases each as soon as the run no longer needs it).
  */
+import * as os from 'node:os';
 import { SD3Error } from '../core/errors.js';
 import { type Tensor, tensor } from '../core/tensor.js';
 import type { WeightStore } from '../core/weights.js';
 import { type CLIPTextConfig, CLIPTextEncoder, buildCLIPTextModel, inferCLIPTextConfig } from '../models/clip.js';
 import { sd3Conditioning } from '../models/conditioning.js';
-import { MMDiT, type MMDiTConfig, buildMMDiTGraph, inferMMDiTConfig } from '../models/mmdit.js';
+import { MMDiT, type MMDiTConfig, buildMMDiTGraph, inferMMDiTConfig, mmditVariant } from '../models/mmdit.js';
 import { GraphBuilder } from '../onnx/builder.js';
 import { LinearRecorder } from '../quant/int8.js';
 import { type T5Config, T5Encoder, buildT5EncoderModel, inferT5Config } from '../models/t5.js';
@@ -21,6 +22,7 @@ import { batchNoise } from '../sampler/noise.js';
 import type { RGBImage } from '../image/image.js';
 import { type PromptEmbedding, type SampleOptions, sampleLatents } from './denoise.js';
 import { type LatentProjection, fitLatentPreview, projectLatent } from './preview.js';
+import { type SamplingDefaults, samplingDefaults } from './model-defaults.js';
 import type { TokenIds } from './preprocessor.js';
 
 /** Where each model's weights are (names without component prefixes) and what the shapes cannot tell. */
@@ -69,6 +71,12 @@ export interface BackboneOptions {
   readonly clipDtype?: 'float32' | 'int8';
   /** T5-XXL precision when the weights are on disk: 'int8' (default, 4.8 GB) or 'float32' (fp16 weights resident on the CPU: 9.5 GB). */
   readonly t5Dtype?: 'float32' | 'int8';
+  /**
+   * The MMDiT's 16-bit weights kept resident and widened to float32 per layer (half the weight memory, same
+   * numbers, slower steps). Default: on when the float32 MMDiT would take more than half of this machine's
+   * memory and its file weights are 16-bit (SD3.5 Large: 32.6 GB in float32, 16.3 GB resident); off with int8.
+   */
+  readonly mmditHalfWeights?: boolean;
   /** Decode in overlapping tiles of this many latent cells (off by default). */
   readonly vaeTile?: { readonly size: number; readonly overlap: number };
 }
@@ -141,12 +149,18 @@ export class SD3Backbone {
       const q = await t5Quant(weights.t5!, signal);
       return T5Encoder.load(weights.t5!, weights.t5Config ?? {}, { ...runtime, ...(q.quant ? { device: 'cpu' as const } : {}), label: 'T5-XXL', ...q });
     }) : undefined;
+    const halfWeights = !int8 && (options.mmditHalfWeights ?? mmditTooLargeForFloat32(weights.mmdit, this.mmditConfig));
     this.mmdit = new Lazy(async (signal) => MMDiT.load(weights.mmdit, {
       ...runtime, spin: options.spin ?? true, ...(int8 ? { quant: await quantized('mmdit', mmditInt8LinearNames(weights.mmdit), signal) } : {}),
+      ...(halfWeights ? { halfWeights } : {}),
     }));
     this.vae = new Lazy(() => VAE.load(weights.vae, runtime));
   }
 
+  /** 'sd3_medium', 'sd3.5_medium' or 'sd3.5_large', from the MMDiT's keys. */
+  get variant(): string { return mmditVariant(this.mmditConfig); }
+  /** Steps, guidance and sampler when a generation names none (per model; Turbo by its name). */
+  get sampling(): SamplingDefaults { return samplingDefaults(this.variant, this.weights.label); }
   get shift(): number { return this.weights.shift; }
 
   /** Pixels per latent cell (8 for SD3). */
@@ -192,6 +206,8 @@ export class SD3Backbone {
 
   /** Runs the denoising loop (see denoise.ts) on the MMDiT. */
   async denoise(o: Omit<SampleOptions, 'model'>): Promise<Float32Array> {
+    const bad = o.skipLayerGuidance?.layers.find((l) => !(Number.isInteger(l) && l >= 0 && l < this.mmditConfig.depth));
+    if (bad !== undefined) throw new SD3Error(`skipLayerGuidance.layers: ${bad} is not a joint block of this model (${this.variant}, blocks 0-${this.mmditConfig.depth - 1})`);
     const model = await this.mmdit.get(o.signal);
     const onStep = o.onStep;
     const out = await sampleLatents({ ...o, model, ...(onStep ? { onStep: (info) => onStep({ ...info, preview: () => this.previewLatent(info.latent) }) } : {}) });
@@ -228,6 +244,16 @@ export class SD3Backbone {
   }
 }
 
+/** Whether the MMDiT's weights are 16-bit and would take more than half of the machine's memory as float32. */
+function mmditTooLargeForFloat32(store: WeightStore, config: MMDiTConfig): boolean {
+  const probe = store.get(`joint_blocks.0.x_block.attn.qkv.weight`);
+  if (probe.dtype !== 'float16' && probe.dtype !== 'bfloat16') return false;
+  // 12 H^2 per block and stream (qkv 3, proj 1, MLP 8), plus the dual blocks' attn2 (4 H^2) and adaLN.
+  const H = config.hiddenSize;
+  const params = config.depth * 2 * 18 * H * H + config.dualAttentionLayers.length * 7 * H * H;
+  return params * 4 > os.totalmem() / 2;
+}
+
 /** Throws an SD3Error naming the first option that is not one of its choices. */
 function checkBackboneOptions(o: BackboneOptions): void {
   if (o === null || typeof o !== 'object') throw new SD3Error(`options must be an object, got ${JSON.stringify(o)}`);
@@ -243,7 +269,7 @@ function checkBackboneOptions(o: BackboneOptions): void {
   oneOf('t5Dtype', o.t5Dtype, ['float32', 'int8']);
   if (o.device !== undefined) parseDevice(o.device, 'device');
   if (o.threads !== undefined && (!Number.isInteger(o.threads) || o.threads < 1)) throw new SD3Error(`threads must be a positive integer, got ${JSON.stringify(o.threads)}`);
-  for (const k of ['lowMemory', 'spin'] as const) {
+  for (const k of ['lowMemory', 'spin', 'mmditHalfWeights'] as const) {
     if (o[k] !== undefined && typeof o[k] !== 'boolean') throw new SD3Error(`${k} must be true or false, got ${JSON.stringify(o[k])}`);
   }
   if (o.vaeTile !== undefined) checkTileOptions(o.vaeTile);

@@ -1,16 +1,21 @@
 /**
  * The denoising loop shared by the three tasks (and checked by the sampler and inpaint parity fixtures):
- * flow-matching Euler steps with classifier-free guidance, optionally blending a masked image back in after
- * every step (KerasHub's inpainting).
+ * flow-matching Euler or DPM++ 2M steps (src/sampler/steppers.ts) with classifier-free guidance and optional
+ * skip-layer guidance, optionally blending a masked image back in after every step (KerasHub's inpainting).
  */
 import { AbortError, SD3Error } from '../core/errors.js';
 import { type Tensor, tensor } from '../core/tensor.js';
 import type { RGBImage } from '../image/image.js';
-import { addNoise, eulerStep, guide, timestepOf } from '../sampler/flow-match.js';
+import { addNoise, guide, timestepOf } from '../sampler/flow-match.js';
+import { type SamplerName, checkSampler, makeStepper } from '../sampler/steppers.js';
+import { type SkipLayerGuidance, checkSkipLayerGuidance, skipLayerGuidanceActive } from '../sampler/skip-layer-guidance.js';
 
-/** The MMDiT as the loop sees it: velocity for latents x [N,C,H,W] at timesteps t [N]. */
+/**
+ * The MMDiT as the loop sees it: velocity for latents x [N,C,H,W] at timesteps t [N]; `skip` bypasses joint
+ * blocks for the rows from `fromRow` on (skip-layer guidance).
+ */
 export interface VelocityModel {
-  forward(x: Tensor, t: Tensor, y: Tensor, context: Tensor): Promise<Tensor<'float32'>>;
+  forward(x: Tensor, t: Tensor, y: Tensor, context: Tensor, skip?: { readonly layers?: readonly number[]; readonly fromRow?: number }): Promise<Tensor<'float32'>>;
 }
 
 /** Text conditioning of a batch of B prompts: context [B, L, C] and pooled y [B, D]. */
@@ -59,25 +64,37 @@ export interface SampleOptions {
    * scale <= 1 as "no guidance" and run the positive pass alone.
    */
   readonly alwaysGuide?: boolean;
+  /** 'euler' (default) or 'dpmpp_2m' (DPM-Solver++(2M), Stability's default for SD3.5 Medium and Large). */
+  readonly sampler?: SamplerName;
+  /**
+   * Skip-layer guidance (off by default): on the steps inside its window, a third, positive-only pass with the
+   * joint blocks `layers` bypassed, added as scale * (pos - skipped). See sampler/skip-layer-guidance.ts.
+   */
+  readonly skipLayerGuidance?: SkipLayerGuidance;
   /** Inpainting: per-latent-pixel mask [B, 1, H, W] flattened, 1 = repaint, 0 = keep `init`. */
   readonly mask?: Float32Array;
   readonly onStep?: (info: StepInfo) => void;
   readonly signal?: AbortSignal;
   /** Called with x at the start and after every step (tests, debugging). */
   readonly trace?: (x: Float32Array) => void;
+  /** Called each step with the guided prediction of the clean latent, x - sigma * v (tests, debugging). */
+  readonly denoisedTrace?: (denoised: Float32Array) => void;
 }
 
-function concatRows(a: Tensor<'float32'>, b: Tensor<'float32'>): Tensor<'float32'> {
-  if (a.shape.slice(1).join() !== b.shape.slice(1).join()) {
-    throw new SD3Error(`positive and negative conditioning differ in shape: [${a.shape}] vs [${b.shape}]`);
+function concatRows(...parts: Tensor<'float32'>[]): Tensor<'float32'> {
+  const [a, ...rest] = parts as [Tensor<'float32'>, ...Tensor<'float32'>[]];
+  for (const b of rest) {
+    if (a.shape.slice(1).join() !== b.shape.slice(1).join()) {
+      throw new SD3Error(`positive and negative conditioning differ in shape: [${a.shape}] vs [${b.shape}]`);
+    }
   }
-  const out = new Float32Array(a.data.length + b.data.length);
-  out.set(a.data);
-  out.set(b.data, a.data.length);
-  return tensor('float32', [a.shape[0]! + b.shape[0]!, ...a.shape.slice(1)], out);
+  const out = new Float32Array(parts.reduce((n, p) => n + p.data.length, 0));
+  let at = 0;
+  for (const p of parts) { out.set(p.data, at); at += p.data.length; }
+  return tensor('float32', [parts.reduce((n, p) => n + p.shape[0]!, 0), ...a.shape.slice(1)], out);
 }
 
-/** Runs the Euler loop and returns the final latent (model space). */
+/** Runs the sampling loop and returns the final latent (model space). */
 export async function sampleLatents(o: SampleOptions): Promise<Float32Array> {
   const [B, C, H, W] = o.shape;
   const per = C * H * W;
@@ -91,9 +108,19 @@ export async function sampleLatents(o: SampleOptions): Promise<Float32Array> {
   if (cfg && !o.cond.negative) throw new SD3Error(`guidance ${o.guidanceScale} needs negative conditioning`);
   const rows = o.cond.positive.context.shape[0];
   if (rows !== B) throw new SD3Error(`conditioning has ${rows} prompts for ${B} latents`);
-  const context = cfg ? concatRows(o.cond.positive.context, o.cond.negative!.context) : o.cond.positive.context;
-  const y = cfg ? concatRows(o.cond.positive.y, o.cond.negative!.y) : o.cond.positive.y;
-  const N = cfg ? 2 * B : B;
+  const stepper = makeStepper(checkSampler(o.sampler ?? 'euler'), o.sigmas);
+  const slg = o.skipLayerGuidance ? checkSkipLayerGuidance(o.skipLayerGuidance) : undefined;
+  const pos = o.cond.positive;
+  const neg = o.cond.negative;
+  // Rows of one model call: [positive; negative] with guidance, then the positive prompt again for the
+  // skip-layer pass on the steps that have one (its rows bypass the skipped blocks).
+  const batchOf = (skip: boolean) => {
+    const parts = cfg ? [pos, neg!] : [pos];
+    if (skip) parts.push(pos);
+    return { context: concatRows(...parts.map((p) => p.context)), y: concatRows(...parts.map((p) => p.y)), rows: parts.length * B };
+  };
+  const plain = batchOf(false);
+  let withSkip: ReturnType<typeof batchOf> | undefined;
 
   const s0 = o.sigmas[o.start]!;
   let x = o.init ? addNoise(o.init, o.noise, s0) : Float32Array.from(o.noise, (v) => s0 * v);
@@ -103,13 +130,24 @@ export async function sampleLatents(o: SampleOptions): Promise<Float32Array> {
     if (o.signal?.aborted) throw new AbortError();
     const sigma = o.sigmas[i]!;
     const next = o.sigmas[i + 1]!;
+    // Skip-layer guidance counts the model calls of this run (one per step), from 0, against the full step count.
+    const skip = slg !== undefined && skipLayerGuidanceActive(slg, i - o.start, steps);
+    const batch = skip ? (withSkip ??= batchOf(true)) : plain;
+    const N = batch.rows;
     const xin = new Float32Array(N * per);
-    xin.set(x);
-    if (cfg) xin.set(x, n);
+    for (let r = 0; r < N / B; r++) xin.set(x, r * n);
     const t = tensor('float32', [N], new Float32Array(N).fill(timestepOf(sigma)));
-    const v = (await o.model.forward(tensor('float32', [N, C, H, W], xin), t, y, context)).data;
-    const vg = cfg ? guide(v.subarray(0, n), v.subarray(n, 2 * n), o.guidanceScale) : v;
-    x = eulerStep(x, vg, sigma, next);
+    const v = (await o.model.forward(tensor('float32', [N, C, H, W], xin), t, batch.y, batch.context,
+      skip ? { layers: slg!.layers, fromRow: N - B } : undefined)).data;
+    const vPos = v.subarray(0, n);
+    const vg = cfg ? guide(vPos, v.subarray(n, 2 * n), o.guidanceScale) : Float32Array.from(vPos);
+    if (skip) {
+      // v += scale * (v_pos - v_skip): the reference's scale * (D_pos - D_skip) in velocity form.
+      const vSkip = v.subarray(N * per - n);
+      for (let k = 0; k < n; k++) vg[k] = vg[k]! + slg!.scale * (vPos[k]! - vSkip[k]!);
+    }
+    o.denoisedTrace?.(Float32Array.from(x, (xv, k) => xv - Math.fround(vg[k]! * sigma)));
+    x = stepper.step(x, vg, i);
     if (o.mask) {
       const keep = i < steps - 1 ? addNoise(o.init!, o.noise, next) : o.init!;
       for (let b = 0; b < B; b++) for (let c = 0; c < C; c++) for (let p = 0; p < H * W; p++) {

@@ -7,7 +7,10 @@ import { type Tensor, tensor } from '../core/tensor.js';
 import { RGBImage, nearestSource, resizeNearest, resizeNearestHWC } from '../image/image.js';
 import { uint8ToImage } from '../image/pixels.js';
 import { checkSeed, randomSeed } from '../sampler/noise.js';
+import { type SkipLayerGuidance, checkSkipLayerGuidance } from '../sampler/skip-layer-guidance.js';
+import { type SamplerName, checkSampler } from '../sampler/steppers.js';
 import type { StepInfo } from './denoise.js';
+import type { SamplingDefaults } from './model-defaults.js';
 
 export type PromptInput = string | readonly string[] | { readonly prompts: string | readonly string[]; readonly negativePrompts?: string | readonly string[] };
 
@@ -26,10 +29,18 @@ export interface InpaintInput extends ImagePromptInput {
 }
 
 export interface GenerateOptions {
-  /** Denoising steps (default 28 for text-to-image, 50 for image-to-image and inpainting). */
+  /** Denoising steps (default per model, README table: SD3 Medium 28 for text-to-image, 50 otherwise). */
   readonly numSteps?: number;
-  /** Classifier-free guidance scale (default 7.0); <= 1 runs one pass without the negative prompt. */
+  /** Classifier-free guidance scale (default per model: 7.0 for SD3 Medium); <= 1 runs one pass without the negative prompt. */
   readonly guidanceScale?: number;
+  /** 'euler' (flow-matching Euler) or 'dpmpp_2m' (DPM-Solver++(2M), as Stability's reference); default per model. */
+  readonly sampler?: SamplerName;
+  /**
+   * Skip-layer guidance, off by default: { layers, scale, start, end }, e.g. Stability's SD3.5 Medium setting
+   * { layers: [7, 8, 9], scale: 2.5, start: 0.01, end: 0.2 }. A third, positive-only pass with those joint
+   * blocks bypassed on the steps k (from 0) with start * numSteps < k < end * numSteps.
+   */
+  readonly skipLayerGuidance?: SkipLayerGuidance;
   /** Seed of the whole batch: image i uses seed + i. */
   readonly seed?: number;
   /** One seed per image (image i is then reproducible alone, whatever the batch). */
@@ -83,6 +94,8 @@ export interface Resolved {
   readonly guidanceScale: number;
   readonly seeds: number[];
   readonly strength: number;
+  readonly sampler: SamplerName;
+  readonly skipLayerGuidance?: SkipLayerGuidance;
 }
 
 /** A task's defaults (KerasHub's): steps, guidance and, for the image tasks, strength (text-to-image: 1). */
@@ -99,13 +112,22 @@ export interface TaskDefaults {
  */
 export const MAX_STEPS = 1_000_000;
 
-export function resolveOptions(o: StrengthOptions | undefined, batch: number, defaults: TaskDefaults): Resolved {
+/** The sampler options as the denoising loop takes them (and as image metadata records them). */
+export function samplerOptions(o: Resolved): { sampler: SamplerName; skipLayerGuidance?: SkipLayerGuidance } {
+  return { sampler: o.sampler, ...(o.skipLayerGuidance ? { skipLayerGuidance: o.skipLayerGuidance } : {}) };
+}
+
+/** `model`: the model's own defaults (steps for every task, guidance, sampler), which override the task's. */
+export function resolveOptions(o: StrengthOptions | undefined, batch: number, defaults: TaskDefaults, model?: SamplingDefaults): Resolved {
   const opts = o ?? {};
   if (typeof opts !== 'object') throw new SD3Error(`options must be an object, got ${describe(opts)}`);
-  const numSteps = opts.numSteps ?? defaults.numSteps;
+  const numSteps = opts.numSteps ?? model?.numSteps ?? defaults.numSteps;
   if (!Number.isInteger(numSteps) || numSteps < 1) throw new SD3Error(`numSteps must be an integer >= 1, got ${describe(numSteps)}`);
   if (numSteps > MAX_STEPS) throw new SD3Error(`numSteps must be at most ${MAX_STEPS}, got ${numSteps}`);
-  const guidanceScale = opts.guidanceScale ?? defaults.guidanceScale;
+  const sampler = checkSampler(opts.sampler ?? model?.sampler ?? 'euler');
+  const slg = opts.skipLayerGuidance ?? model?.skipLayerGuidance;
+  const skipLayerGuidance = slg === undefined ? undefined : checkSkipLayerGuidance(slg);
+  const guidanceScale = opts.guidanceScale ?? model?.guidanceScale ?? defaults.guidanceScale;
   if (typeof guidanceScale !== 'number' || !Number.isFinite(guidanceScale)) throw new SD3Error(`guidanceScale must be a finite number, got ${describe(guidanceScale)}`);
   const strength = opts.strength ?? defaults.strength ?? 1;
   if (typeof strength !== 'number' || !(strength >= 0 && strength <= 1)) throw new SD3Error(`strength must be a number in [0, 1], got ${describe(strength)}`);
@@ -119,7 +141,7 @@ export function resolveOptions(o: StrengthOptions | undefined, batch: number, de
   }
   if (opts.signal !== undefined && !(opts.signal instanceof AbortSignal)) throw new SD3Error(`signal must be an AbortSignal, got ${describe(opts.signal)}`);
   if (opts.onStep !== undefined && typeof opts.onStep !== 'function') throw new SD3Error(`onStep must be a function, got ${describe(opts.onStep)}`);
-  return { numSteps, guidanceScale, seeds, strength };
+  return { numSteps, guidanceScale, seeds, strength, sampler, ...(skipLayerGuidance ? { skipLayerGuidance } : {}) };
 }
 
 export function asList<T>(v: T | readonly T[], what: string, n: number): T[] {

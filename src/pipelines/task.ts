@@ -10,7 +10,7 @@ import { sigmaSchedule, startIndex } from '../sampler/flow-match.js';
 import { batchNoise } from '../sampler/noise.js';
 import type { SD3Backbone } from './backbone.js';
 import type { Conditioning } from './denoise.js';
-import { type GenerateOptions, type ImageLike, type MaskLike, type Prompts, type Resolved, type TaskDefaults, maskToLatent, resolveOptions, stackImages, toImageCHW } from './inputs.js';
+import { type GenerateOptions, type ImageLike, type MaskLike, type Prompts, type Resolved, type TaskDefaults, maskToLatent, resolveOptions, samplerOptions, stackImages, toImageCHW } from './inputs.js';
 import { modelName, pngMetadata } from './infotext.js';
 import type { SD3Preprocessor } from './preprocessor.js';
 
@@ -55,7 +55,7 @@ export abstract class SD3Task {
   protected async run(input: RunInput, options: GenerateOptions & { readonly strength?: number } | undefined): Promise<RGBImage[]> {
     const p = input.prompts;
     const B = p.prompts.length;
-    const o = resolveOptions(options, B, input.images ? this.defaults : { ...this.defaults, strength: 1 });
+    const o = resolveOptions(options, B, input.images ? this.defaults : { ...this.defaults, strength: 1 }, this.backbone.sampling);
     const signal = options?.signal;
     const { width, height } = this.imageShape;
     const images = input.images?.map((img, i) => toImageCHW(img, i, width, height));
@@ -73,7 +73,7 @@ export abstract class SD3Task {
     // Image tasks start at KerasHub's and the reference's int(numSteps * (1 - strength)).
     const start = images ? startIndex(o.numSteps, o.strength) : 0;
     const latent = await this.backbone.denoise({
-      shape, noise, sigmas, start, cond, guidanceScale: o.guidanceScale,
+      shape, noise, sigmas, start, cond, guidanceScale: o.guidanceScale, ...samplerOptions(o),
       ...(init ? { init } : {}),
       ...(mask ? { mask } : {}),
       ...(options?.onStep ? { onStep: options.onStep } : {}),
@@ -90,7 +90,7 @@ export abstract class SD3Task {
     return {
       task, prompt: p.prompts[i], negativePrompt: p.negatives[i], seed: o.seeds[i], numSteps: o.numSteps,
       ...(task === 'text-to-image' ? {} : { strength: o.strength }),
-      guidanceScale: o.guidanceScale, shift: this.backbone.shift, width: this.imageShape.width, height: this.imageShape.height, sampler: 'euler',
+      guidanceScale: o.guidanceScale, shift: this.backbone.shift, width: this.imageShape.width, height: this.imageShape.height, ...samplerOptions(o),
     };
   }
 

@@ -1,21 +1,29 @@
 /**
  * fromPreset: a built-in preset name, a local checkpoint (file or folder), or a Hugging Face hub id.
  *
- *   stable_diffusion_3_medium   SD3 Medium from the local Hugging Face cache (download it first: see README)
- *   tiny-random                 tiny random weights made in memory (tests, demos)
+ *   stable_diffusion_3_medium          SD3 Medium from the local Hugging Face cache (download it first: see README)
+ *   stable_diffusion_3.5_medium        SD3.5 Medium, Large and Large Turbo, the same way (their repositories'
+ *   stable_diffusion_3.5_large         diffusers folders, or, when only those are cached, the single file with
+ *   stable_diffusion_3.5_large_turbo   text_encoders/ beside it)
+ *   tiny-random                        tiny random weights made in memory (tests, demos)
  *   ./sd3_medium_incl_clips.safetensors, ./folder, stabilityai/stable-diffusion-3-medium-diffusers, org/repo/file.safetensors
  */
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { SD3Error } from '../core/errors.js';
+import { SafetensorsFile } from '../core/safetensors.js';
+import { componentsIn } from '../formats/single-file.js';
 import { type DownloadProgress, downloadSD3 } from '../hub/index.js';
 import { openCheckpoint } from '../loaders/checkpoint.js';
 import { type BackboneOptions, SD3Backbone } from '../pipelines/backbone.js';
 import type { SD3Preprocessor } from '../pipelines/preprocessor.js';
 import type { ImageShape } from '../pipelines/task.js';
+import { MODEL_PRESETS, type ModelPresetName, SD35_TEXT_ENCODERS } from './models.js';
 import { tinyRandomWeights } from './tiny-random.js';
 
-export const SD3_MEDIUM_DIFFUSERS_REPO = 'stabilityai/stable-diffusion-3-medium-diffusers';
-export const PRESETS = ['stable_diffusion_3_medium', 'tiny-random'] as const;
+export const SD3_MEDIUM_DIFFUSERS_REPO = MODEL_PRESETS.stable_diffusion_3_medium.repo;
+export const PRESETS = [...Object.keys(MODEL_PRESETS) as ModelPresetName[], 'tiny-random'] as const;
+export { MODEL_PRESETS } from './models.js';
 
 export interface PresetOptions extends BackboneOptions {
   /** Output size: { width, height } or KerasHub's [height, width, 3]. Default 1024x1024 (256x256 for tiny-random). */
@@ -75,17 +83,8 @@ export async function loadPreset(preset: string, opts: PresetOptions = {}): Prom
   let target: string;
   if (fs.existsSync(preset)) {
     target = preset;
-  } else if (preset === 'stable_diffusion_3_medium') {
-    try {
-      const d = await downloadSD3(SD3_MEDIUM_DIFFUSERS_REPO, { offline: true, t5: opts.t5 ?? false });
-      target = d.snapshotDir;
-    } catch (e) {
-      throw new SD3Error(
-        `stable_diffusion_3_medium is not in the local Hugging Face cache (${(e as Error).message}).\n` +
-        `Get it once: accept the licence at https://huggingface.co/${SD3_MEDIUM_DIFFUSERS_REPO}, create a token, then\n` +
-        `  HF_TOKEN=hf_... npx sd3 download ${SD3_MEDIUM_DIFFUSERS_REPO}\n` +
-        'or pass the path of sd3_medium_incl_clips.safetensors with -m.', { cause: e });
-    }
+  } else if (preset in MODEL_PRESETS) {
+    target = await cachedPreset(preset as ModelPresetName, opts.t5 ?? false);
   } else {
     const m = HUB_ID.exec(preset);
     if (!m || preset.startsWith('.') || preset.startsWith('/')) {
@@ -99,6 +98,7 @@ export async function loadPreset(preset: string, opts: PresetOptions = {}): Prom
       ...(opts.signal ? { signal: opts.signal } : {}),
     });
     target = m[2] ? d.files[m[2]]! : d.snapshotDir;
+    if (m[2]) await fetchTextEncoders(m[1]!, target, opts);
   }
   const { weights, preprocessor } = openCheckpoint(target, { t5: opts.t5 ?? false });
   try {
@@ -106,5 +106,57 @@ export async function loadPreset(preset: string, opts: PresetOptions = {}): Prom
   } catch (e) {
     weights.close?.(); // a bad option or shape must not leave the checkpoint's files open
     throw e;
+  }
+}
+
+/** A preset from the local Hugging Face cache: its diffusers folders, else (SD3.5) its single file. */
+async function cachedPreset(name: ModelPresetName, t5: boolean): Promise<string> {
+  const p = MODEL_PRESETS[name];
+  try {
+    return (await downloadSD3(p.repo, { offline: true, t5 })).snapshotDir;
+  } catch (e) {
+    if ('singleFile' in p) {
+      try {
+        const d = await downloadSD3(p.repo, { offline: true, file: [p.singleFile, SD35_TEXT_ENCODERS.clipL, SD35_TEXT_ENCODERS.clipG] });
+        return d.files[p.singleFile]!;
+      } catch { /* neither layout is cached: explain below */ }
+    }
+    const single = 'singleFile' in p
+      ? `, or its single file: npx sd3 download ${p.repo} --file ${p.singleFile} --file ${SD35_TEXT_ENCODERS.clipL} --file ${SD35_TEXT_ENCODERS.clipG}`
+      : '';
+    throw new SD3Error(
+      `${name} is not in the local Hugging Face cache (${(e as Error).message}).\n` +
+      `Get it once: accept the licence at https://huggingface.co/${p.repo}, create a token, then\n` +
+      `  HF_TOKEN=hf_... npx sd3 download ${p.repo}\n` +
+      `for its diffusers folders${single}; or pass the path of a checkpoint with -m.`, { cause: e });
+  }
+}
+
+/**
+ * A single file from a hub repository that holds no CLIP encoders (the SD3.5 files): also fetch the
+ * repository's text_encoders/clip_l, clip_g (and, with t5, t5xxl_fp16 or else t5xxl_fp8_e4m3fn) into the same
+ * snapshot, where the loader looks for them.
+ */
+async function fetchTextEncoders(repo: string, file: string, opts: PresetOptions): Promise<void> {
+  const sf = SafetensorsFile.open(fs.realpathSync(file));
+  let has: Set<string>;
+  try { has = new Set(componentsIn(sf)); } finally { sf.close(); }
+  const wanted: string[] = [];
+  if (!has.has('clipL')) wanted.push(SD35_TEXT_ENCODERS.clipL);
+  if (!has.has('clipG')) wanted.push(SD35_TEXT_ENCODERS.clipG);
+  if (wanted.length === 0 && (!opts.t5 || has.has('t5'))) return;
+  const common = {
+    ...(opts.revision ? { revision: opts.revision } : {}),
+    ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+    ...(opts.signal ? { signal: opts.signal } : {}),
+  };
+  const root = path.dirname(file);
+  if (wanted.length) await downloadSD3(repo, { ...common, file: wanted });
+  if (opts.t5 && !has.has('t5')) {
+    let lastError: unknown;
+    for (const t5 of SD35_TEXT_ENCODERS.t5) {
+      try { await downloadSD3(repo, { ...common, file: t5 }); return; } catch (e) { lastError = e; }
+    }
+    throw new SD3Error(`${repo}: T5-XXL was asked for, but neither ${SD35_TEXT_ENCODERS.t5.join(' nor ')} could be fetched into ${root}`, { cause: lastError });
   }
 }

@@ -36,8 +36,16 @@ const norm = (add: Add, p: string, n: number, bias = true) => {
   if (bias) add(`${p}.bias`, [n]);
 };
 
-export interface MMDiTSizes { depth: number; posEmbedMaxSize: number; adm: number; contextIn: number }
+export interface MMDiTSizes {
+  depth: number; posEmbedMaxSize: number; adm: number; contextIn: number;
+  /** SD3.5: q/k RMS norm weights (`ln_q`, `ln_k`, width 64) in every attention. */
+  qkNorm?: boolean;
+  /** SD3.5 Medium's MMDiT-X: blocks with the image-only second attention `attn2` (and 9 adaLN chunks). */
+  dual?: readonly number[];
+}
 export const SD3_MEDIUM_MMDIT_SIZES: MMDiTSizes = { depth: 24, posEmbedMaxSize: 192, adm: 2048, contextIn: 4096 };
+export const SD3_5_MEDIUM_MMDIT_SIZES: MMDiTSizes = { depth: 24, posEmbedMaxSize: 384, adm: 2048, contextIn: 4096, qkNorm: true, dual: Array.from({ length: 13 }, (_, i) => i) };
+export const SD3_5_LARGE_MMDIT_SIZES: MMDiTSizes = { depth: 38, posEmbedMaxSize: 192, adm: 2048, contextIn: 4096, qkNorm: true };
 
 export function mmditLayout(prefix = 'model.diffusion_model.', z: MMDiTSizes = SD3_MEDIUM_MMDIT_SIZES): LayoutEntry[] {
   const { entries, add: raw } = collector();
@@ -56,8 +64,16 @@ export function mmditLayout(prefix = 'model.diffusion_model.', z: MMDiTSizes = S
     for (const branch of ['context_block', 'x_block']) {
       const p = `joint_blocks.${i}.${branch}`;
       const preOnly = branch === 'context_block' && i === depth - 1;
-      linear(add, `${p}.adaLN_modulation.1`, (preOnly ? 2 : 6) * H, H, true, 0.5);
+      const dual = branch === 'x_block' && (z.dual ?? []).includes(i);
+      linear(add, `${p}.adaLN_modulation.1`, (preOnly ? 2 : dual ? 9 : 6) * H, H, true, 0.5);
       linear(add, `${p}.attn.qkv`, 3 * H, H);
+      const qk = (a: string) => { if (z.qkNorm) for (const n of ['ln_q', 'ln_k']) add(`${p}.${a}.${n}.weight`, [64], { std: 0.02, mean: 1 }); };
+      qk('attn');
+      if (dual) {
+        linear(add, `${p}.attn2.qkv`, 3 * H, H);
+        linear(add, `${p}.attn2.proj`, H, H);
+        qk('attn2');
+      }
       if (!preOnly) {
         linear(add, `${p}.attn.proj`, H, H);
         linear(add, `${p}.mlp.fc1`, 4 * H, H);
@@ -148,6 +164,14 @@ export function t5Layout(prefix = 'text_encoders.t5xxl.transformer.', layers = 2
   }
   norm(add, 'encoder.final_layer_norm', d, false);
   return entries;
+}
+
+/**
+ * Every tensor of an SD3.5 single file (`sd3.5_medium.safetensors`, `sd3.5_large.safetensors`): MMDiT and VAE,
+ * no text encoders (those come as `text_encoders/clip_l.safetensors`, ... beside it).
+ */
+export function sd35Layout(variant: 'sd3.5-medium' | 'sd3.5-large'): LayoutEntry[] {
+  return [...mmditLayout(undefined, variant === 'sd3.5-medium' ? SD3_5_MEDIUM_MMDIT_SIZES : SD3_5_LARGE_MMDIT_SIZES), ...vaeLayout()];
 }
 
 /** Every tensor of the single-file checkpoint, with or without T5-XXL. */

@@ -72,7 +72,7 @@ const text = (s: string) => new TextEncoder().encode(s);
 
 // ---- safetensors ----
 
-const FILE_DTYPES: Record<string, number> = { F16: 2, BF16: 2, F32: 4, F64: 8, I8: 1, U8: 1, I16: 2, I32: 4, I64: 8, BOOL: 1 };
+const FILE_DTYPES: Record<string, number> = { F16: 2, BF16: 2, F32: 4, F64: 8, I8: 1, U8: 1, I16: 2, I32: 4, I64: 8, BOOL: 1, F8_E4M3: 1, F8_E5M2: 1 };
 
 function safetensorsBytes(header: unknown, dataBytes: number, lengthOverride?: bigint): Uint8Array {
   const json = text(typeof header === 'string' ? header : JSON.stringify(header));
@@ -112,13 +112,13 @@ const safetensorsTarget: Target<Uint8Array> = {
     const dataStart = 8 + h.headerLength;
     const spans = [...h.tensors].sort((a, b) => a.fileOffset - b.fileOffset);
     for (const [i, t] of spans.entries()) {
-      const size = { float16: 2, bfloat16: 2, float32: 4, float64: 8, int8: 1, uint8: 1, int16: 2, int32: 4, int64: 8, bool: 1 }[t.dtype as string];
+      const size = { float16: 2, bfloat16: 2, float32: 4, float64: 8, int8: 1, uint8: 1, int16: 2, int32: 4, int64: 8, bool: 1, float8e4m3fn: 1, float8e5m2: 1 }[t.dtype as string];
       check(size !== undefined, `accepted unknown dtype ${t.dtype}`);
       check(t.byteLength === t.shape.reduce((a, b) => a * b, 1) * size!, `${t.name}: byteLength ${t.byteLength} is not numel * ${size}`);
       check(t.fileOffset >= dataStart && t.fileOffset + t.byteLength <= bytes.length, `${t.name}: [${t.fileOffset}, +${t.byteLength}] outside the data`);
       if (i > 0) check(spans[i - 1]!.fileOffset + spans[i - 1]!.byteLength <= t.fileOffset, `${t.name} overlaps ${spans[i - 1]!.name}`);
     }
-    check(Object.keys(FILE_DTYPES).length === 10, 'dtype table');
+    check(Object.keys(FILE_DTYPES).length === 12, 'dtype table');
     return undefined;
   },
 };

@@ -1,4 +1,7 @@
-/** Parity for the `sampler` and `inpaint_kerashub` fixtures: the Euler + CFG loop on the tiny MMDiT (and VAE). */
+/**
+ * Parity for the `sampler` and `inpaint_kerashub` fixtures: the sampling loop (Euler or DPM++ 2M, CFG, optional
+ * skip-layer guidance, from each case's params) on the tiny MMDiT (and VAE).
+ */
 import * as path from 'node:path';
 import { SafetensorsFile } from '../../src/core/safetensors.js';
 import { type Tensor, tensor } from '../../src/core/tensor.js';
@@ -7,7 +10,9 @@ import { MMDiT } from '../../src/models/mmdit.js';
 import { VAE, fromModelSpace } from '../../src/models/vae.js';
 import { sampleLatents } from '../../src/pipelines/denoise.js';
 import { sigmaSchedule, startIndex } from '../../src/sampler/flow-match.js';
-import { type Check, type FixtureConfig, compare, compareOutputs, loadCase, readJson, toleranceOf } from './lib.js';
+import { checkSkipLayerGuidance, skipLayerGuidanceActive } from '../../src/sampler/skip-layer-guidance.js';
+import { checkSampler as samplerName } from '../../src/sampler/steppers.js';
+import { type Check, type FixtureConfig, compare, compareOutputs, exact, loadCase, readJson, toleranceOf } from './lib.js';
 
 function storeFor(dir: string, ref: { weights_file: string; config_file: string }): SafetensorsStore {
   const cfg = readJson(path.join(dir, ref.config_file));
@@ -48,7 +53,17 @@ export async function checkLoopCases(kind: 'sampler' | 'inpaint', dir: string, c
       checks.push({ name: `${c.name}:start_index`, ok: false, ratio: Infinity, detail: `computed ${start}, fixture says ${p.start_index}` });
     }
     const sigmas = sigmaSchedule(p.steps, opts.shiftOf ? opts.shiftOf(p) : p.shift);
+    // params.sampler (absent: Euler, the first fixtures') and params.skip_layer_guidance (null: off).
+    const sampler = samplerName(p.sampler ?? 'euler', `${c.name}: params.sampler`);
+    const slgParams = p.skip_layer_guidance;
+    const slg = slgParams ? checkSkipLayerGuidance({ layers: slgParams.layers, scale: slgParams.scale, start: slgParams.start, end: slgParams.end }) : undefined;
+    if (slg && Array.isArray(p.slg_active_calls)) {
+      const calls = sigmas.length - 1 - start;
+      const ours = Array.from({ length: calls }, (_, k) => k).filter((k) => skipLayerGuidanceActive(slg, k, p.steps));
+      checks.push(exact(`${c.name}:slg_active_calls`, ours.join() === (p.slg_active_calls as number[]).join(), `ours [${ours}], fixture [${p.slg_active_calls}]`));
+    }
     const xs: Float32Array[] = [];
+    const ds: Float32Array[] = [];
     const init = io['input.init_latent'];
     const mask = io['input.mask_latent'];
     const latent = await sampleLatents({
@@ -67,7 +82,10 @@ export async function checkLoopCases(kind: 'sampler' | 'inpaint', dir: string, c
       // The sampler fixtures come from Stability's reference, which always combines both passes; the inpaint
       // fixtures follow KerasHub, which skips guidance at <= 1 (fixtures README, "Reference vs KerasHub" 5).
       alwaysGuide: kind === 'sampler',
+      sampler,
+      ...(slg ? { skipLayerGuidance: slg } : {}),
       trace: (x) => xs.push(Float32Array.from(x)),
+      denoisedTrace: (d) => ds.push(d),
     });
     const walked = kind === 'sampler' ? sigmas.subarray(start) : sigmas;
     const actual: Record<string, Tensor> = {
@@ -80,6 +98,12 @@ export async function checkLoopCases(kind: 'sampler' | 'inpaint', dir: string, c
       const all = new Float32Array(xs.length * latent.length);
       xs.forEach((x, i) => all.set(x, i * latent.length));
       actual['debug.x_steps'] = tensor('float32', [xs.length, ...shape], all);
+    }
+    const guided = io['debug.denoised_steps'];
+    if (guided) {
+      const all = new Float32Array(ds.length * latent.length);
+      ds.forEach((d, i) => all.set(d, i * latent.length));
+      actual['debug.denoised_steps'] = tensor('float32', [ds.length, ...shape], all);
     }
     if (io['output.image'] && models.vae) actual['output.image'] = await models.vae.decode(actual['output.latent_vae']!);
     const sigmaTol = { atol: 1e-6, rtol: 0 };

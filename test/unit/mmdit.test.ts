@@ -6,9 +6,9 @@ import { SD3Error } from '../../src/core/errors.js';
 import { readAllSafetensors, SafetensorsFile } from '../../src/core/safetensors.js';
 import { type Tensor, numel, tensor } from '../../src/core/tensor.js';
 import { MemoryStore, SafetensorsStore, type WeightStore, withPrefix } from '../../src/core/weights.js';
-import { MMDiT, SD3_MEDIUM_MMDIT, buildMMDiTGraph, denoisedFromVelocity, inferMMDiTConfig } from '../../src/models/mmdit.js';
+import { MMDiT, SD3_5_LARGE_MMDIT, SD3_5_MEDIUM_MMDIT, SD3_MEDIUM_MMDIT, buildMMDiTGraph, denoisedFromVelocity, inferMMDiTConfig, mmditVariant } from '../../src/models/mmdit.js';
 import { GraphBuilder } from '../../src/onnx/builder.js';
-import { mmditLayout } from '../../src/presets/layout.js';
+import { type MMDiTSizes, SD3_5_LARGE_MMDIT_SIZES, SD3_5_MEDIUM_MMDIT_SIZES, SD3_MEDIUM_MMDIT_SIZES, mmditLayout } from '../../src/presets/layout.js';
 
 const fixtures = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'mmdit');
 const STRICT = { atol: 1e-6, rtol: 1e-5 };
@@ -106,42 +106,89 @@ function randomInputs(batch: number, height: number, width: number, length: numb
 test('reads the configuration from weight shapes', () => {
   assert.deepEqual(inferMMDiTConfig(store), {
     depth: 2, hiddenSize: 128, numHeads: 2, patchSize: 2, inChannels: 16, outChannels: 16, posEmbedMaxSize: 16,
-    admInChannels: 64, contextInFeatures: 96, mlpHidden: 512, frequencyEmbeddingSize: 256,
+    admInChannels: 64, contextInFeatures: 96, mlpHidden: 512, frequencyEmbeddingSize: 256, qkNorm: null, dualAttentionLayers: [],
   });
 });
 
-test("reads SD3 Medium's configuration from the real checkpoint's shapes and builds its graph", () => {
+/** A store with the names and shapes of a layout (no data: for configuration and graph building only). */
+function layoutStore(sizes: MMDiTSizes, label: string, edit: (m: Map<string, readonly number[]>) => void = () => {}): WeightStore {
   const prefix = 'model.diffusion_model.';
-  const layout = new Map(mmditLayout(prefix).map((e) => [e.name.slice(prefix.length), e.shape]));
-  const real: WeightStore = {
-    label: 'SD3 Medium layout',
+  const layout = new Map<string, readonly number[]>(mmditLayout(prefix, sizes).map((e) => [e.name.slice(prefix.length), e.shape]));
+  edit(layout);
+  return {
+    label,
     has: (n) => layout.has(n),
     get: (n) => {
       const shape = layout.get(n);
       if (!shape) throw new SD3Error(`no ${n}`);
-      return { name: n, dtype: 'float16', shape, chunks: [{ file: '/nowhere/sd3_medium.safetensors', offset: 0, length: numel(shape) * 2 }] };
+      return { name: n, dtype: 'bfloat16', shape, chunks: [{ file: '/nowhere/sd3.safetensors', offset: 0, length: numel(shape) * 2 }] };
     },
   };
+}
+
+test("reads SD3 Medium's configuration from the real checkpoint's shapes and builds its graph", () => {
+  const real = layoutStore(SD3_MEDIUM_MMDIT_SIZES, 'SD3 Medium layout');
   const config = inferMMDiTConfig(real);
   assert.deepEqual(config, SD3_MEDIUM_MMDIT);
+  assert.equal(mmditVariant(config), 'sd3_medium');
   const g = new GraphBuilder('mmdit');
   buildMMDiTGraph({ g, w: real }, config);
   const built = g.build();
-  assert.deepEqual(built.inputs, ['x', 't', 'y', 'context']);
+  assert.deepEqual(built.inputs, ['x', 't', 'y', 'context', 'pos_embed_cropped', 'skip_layers']);
   assert.deepEqual(built.outputs, ['model_output']);
   assert.equal(built.externalFolder, '/nowhere');
   // exactly the timestep embedding's sine and cosine stay on the CPU when the rest runs on a GPU
   assert.deepEqual(built.hostNodes.map((n) => n.split('/').pop()!.replace(/_\d+$/, '')).sort(), ['Cos', 'Sin']);
 });
 
-test('rejects SD3.5 features (q/k norm, dual attention), naming the key', () => {
-  const withExtra = (extra: string): WeightStore => ({ label: 'sd3.5-like', has: (n) => n === extra || store.has(n), get: (n) => store.get(n) });
-  assert.throws(() => inferMMDiTConfig(withExtra('joint_blocks.0.context_block.attn.ln_k.weight')), (e: Error) =>
-    e instanceof SD3Error && /q\/k normalisation/.test(e.message) && e.message.includes('attn.ln_k.weight'));
-  assert.throws(() => inferMMDiTConfig(withExtra('joint_blocks.1.x_block.attn2.qkv.weight')), (e: Error) =>
-    e instanceof SD3Error && /dual attention/.test(e.message) && e.message.includes('joint_blocks.1.x_block.attn2'));
+test("reads SD3.5 Medium's and Large's configurations from their keys alone", () => {
+  const medium = inferMMDiTConfig(layoutStore(SD3_5_MEDIUM_MMDIT_SIZES, 'SD3.5 Medium layout'));
+  assert.deepEqual(medium, SD3_5_MEDIUM_MMDIT);
+  assert.equal(mmditVariant(medium), 'sd3.5_medium');
+  const large = inferMMDiTConfig(layoutStore(SD3_5_LARGE_MMDIT_SIZES, 'SD3.5 Large layout'));
+  assert.deepEqual(large, SD3_5_LARGE_MMDIT);
+  assert.equal(mmditVariant(large), 'sd3.5_large');
+  // the graph reads no position grid: it is cut on the host
+  const g = new GraphBuilder('mmdit');
+  buildMMDiTGraph({ g, w: layoutStore(SD3_5_MEDIUM_MMDIT_SIZES, 'SD3.5 Medium layout') }, medium);
+  assert.ok(!new TextDecoder().decode(g.build().bytes).includes('w:pos_embed'));
+  // parameter counts of the real models (pos_embed included), as computed from the architecture in SD35-NOTES
+  const count = (z: MMDiTSizes) => mmditLayout(undefined, z).reduce((n, e) => n + numel(e.shape), 0);
+  assert.deepEqual([SD3_MEDIUM_MMDIT_SIZES, SD3_5_MEDIUM_MMDIT_SIZES, SD3_5_LARGE_MMDIT_SIZES].map(count), [2_084_951_104, 2_469_663_936, 8_146_280_768]);
+  // dual blocks need not be contiguous
+  const odd = inferMMDiTConfig(layoutStore({ depth: 4, posEmbedMaxSize: 16, adm: 8, contextIn: 12, qkNorm: true, dual: [0, 2] }, 'odd'));
+  assert.deepEqual(odd.dualAttentionLayers, [0, 2]);
+});
+
+test('refuses SD3.5 files with a missing key, a wrong shape or inconsistent dual layers, naming the key', () => {
+  const sizes: MMDiTSizes = { depth: 3, posEmbedMaxSize: 16, adm: 8, contextIn: 12, qkNorm: true, dual: [0] };
+  const H = 192;
+  const refuse = (what: string, edit: (m: Map<string, readonly number[]>) => void, message: RegExp) =>
+    assert.throws(() => inferMMDiTConfig(layoutStore(sizes, 'broken.safetensors', edit)), (e: Error) => e instanceof SD3Error && message.test(e.message) && e.message.includes('broken.safetensors'), what);
+  refuse('missing ln_k of the pre-only branch', (m) => m.delete('joint_blocks.2.context_block.attn.ln_k.weight'),
+    /missing weight "joint_blocks\.2\.context_block\.attn\.ln_k\.weight"/);
+  refuse('q/k norm of width 128', (m) => m.set('joint_blocks.1.x_block.attn.ln_q.weight', [128]),
+    /"joint_blocks\.1\.x_block\.attn\.ln_q\.weight" is \[128\], expected \[64\]/);
+  refuse('9 chunks without attn2', (m) => m.set('joint_blocks.1.x_block.adaLN_modulation.1.weight', [9 * H, H]),
+    /"joint_blocks\.1\.x_block\.adaLN_modulation\.1\.weight" has 9 modulation chunks .* "joint_blocks\.1\.x_block\.attn2\.qkv\.weight" is missing/);
+  refuse('attn2 with 6 chunks', (m) => { m.set('joint_blocks.0.x_block.adaLN_modulation.1.weight', [6 * H, H]); m.set('joint_blocks.0.x_block.adaLN_modulation.1.bias', [6 * H]); },
+    /"joint_blocks\.0\.x_block\.adaLN_modulation\.1\.weight" is \[1152, 192\], expected \[1728, 192\]/);
+  refuse('attn2 without its projection', (m) => m.delete('joint_blocks.0.x_block.attn2.proj.weight'), /missing weight "joint_blocks\.0\.x_block\.attn2\.proj\.weight"/);
+  refuse('attn2 pieces on a plain block', (m) => m.set('joint_blocks.1.x_block.attn2.proj.weight', [H, H]), /unexpected weight "joint_blocks\.1\.x_block\.attn2\.proj\.weight"/);
+  refuse('q/k norm missing from block 0 only', (m) => { m.delete('joint_blocks.0.x_block.attn.ln_q.weight'); },
+    /unexpected weight "joint_blocks\.1\.context_block\.attn\.ln_q\.weight"|missing weight "joint_blocks\.0\.x_block\.attn\.ln_q\.weight"/);
+  refuse('LayerNorm q/k norm', (m) => m.set('joint_blocks.0.x_block.attn.ln_q.bias', [64]), /LayerNorm q\/k normalisation \("joint_blocks\.0\.x_block\.attn\.ln_q\.bias"/);
+  refuse('SwiGLU', (m) => m.set('joint_blocks.1.context_block.mlp.w1.weight', [512, H]), /SwiGLU MLP \("joint_blocks\.1\.context_block\.mlp\.w1\.weight"\)/);
+  refuse('registers', (m) => m.set('register', [1, 16, H]), /register tokens/);
+  refuse('wrong MLP shape', (m) => m.set('joint_blocks.1.x_block.mlp.fc2.weight', [H, 100]), /"joint_blocks\.1\.x_block\.mlp\.fc2\.weight" is \[192, 100\], expected \[192, 768\]/);
   const missingBlock: WeightStore = { label: 'truncated', has: (n) => !n.startsWith('joint_blocks.1.') && store.has(n), get: (n) => store.get(n) };
   assert.throws(() => inferMMDiTConfig(missingBlock), /found 1 joint blocks, but hidden size 128 means depth 2/);
+});
+
+test('refuses skip layers the model does not have', async () => {
+  const c = loadCase('square_8x8');
+  await assert.rejects(model.forward(c['input.x']!, c['input.t']!, c['input.y']!, c['input.context']!, { layers: [2] }),
+    (e: Error) => e instanceof SD3Error && /skip layer 2 is not a joint block .* expected integers 0-1/.test(e.message));
 });
 
 test('one session serves two latent sizes and two batch sizes', async () => {
@@ -156,7 +203,7 @@ test('one session serves two latent sizes and two batch sizes', async () => {
   assert.deepEqual(v3.data, v1.data);
 });
 
-test('crops the position grid in-graph for large and non-square latents', async () => {
+test('crops the position grid on the host for large and non-square latents', async () => {
   const grid = 96;
   const weights = randomMMDiT(1, grid, 8, 12);
   const big = await MMDiT.load(weights, { threads: 1, debug: true });
@@ -212,4 +259,20 @@ test('denoised = x - v * t / 1000', () => {
   const v = tensor('float32', [2, 1, 1, 2], Float32Array.from([0.5, -1, 2, 0]));
   const t = tensor('float32', [2], Float32Array.from([1000, 250]));
   assert.deepEqual([...denoisedFromVelocity(x, v, t).data], [0.5, 3, 2.5, 4]);
+});
+
+test('bf16 weights kept resident and widened per layer give the 3.5 Large goldens', async () => {
+  const dir = path.join(fixtures, '..', 'mmdit_sd35l');
+  const f = SafetensorsFile.open(path.join(dir, 'weights.safetensors'));
+  try {
+    const resident = await MMDiT.load(new SafetensorsStore([f], withPrefix('model.diffusion_model.')), { threads: 1, halfWeights: true });
+    try {
+      const c = readAllSafetensors(path.join(dir, 'cases', 'nonsquare_6x10_b2.safetensors')).tensors as Record<string, Tensor<'float32'>>;
+      assertClose(await resident.forward(c['input.x']!, c['input.t']!, c['input.y']!, c['input.context']!), c['output.model_output']!, 'resident bf16');
+    } finally {
+      await resident.dispose();
+    }
+  } finally {
+    f.close();
+  }
 });

@@ -38,7 +38,7 @@ const corpus: [string, () => string, RegExp][] = [
   ['json-array', () => make('json-array', '[1,2,3]', goodData), /not a JSON object/],
   ['json-null', () => make('json-null', 'null', goodData), /not a JSON object/],
   ['bad-utf8', () => { const f = make('bad-utf8', '{"a":1}'); const b = fs.readFileSync(f); b[10] = 0xff; fs.writeFileSync(f, b); return f; }, /UTF-8|JSON/],
-  ['unknown-dtype', () => make('unknown-dtype', { a: { dtype: 'F8_E4M3', shape: [2], data_offsets: [0, 2] } }, new Uint8Array(2)), /unknown dtype "F8_E4M3"/],
+  ['unknown-dtype', () => make('unknown-dtype', { a: { dtype: 'F4', shape: [2], data_offsets: [0, 2] } }, new Uint8Array(2)), /unknown dtype "F4"/],
   ['dtype-not-string', () => make('dtype-not-string', { a: { dtype: 7, shape: [2], data_offsets: [0, 8] } }, goodData), /no dtype string/],
   ['entry-not-object', () => make('entry-not-object', { a: 5 }, goodData), /not an object/],
   ['shape-negative', () => make('shape-negative', { a: { dtype: 'F32', shape: [-2], data_offsets: [0, 8] } }, goodData), /invalid shape/],
