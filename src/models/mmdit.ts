@@ -24,20 +24,35 @@ export interface MMDiTLoadOptions extends RuntimeOptions {
   readonly debug?: boolean;
   /** Pre-quantized Linear weights (int8 path). */
   readonly quant?: QuantizedLinears;
+  /**
+   * Weights that get a low-rank branch whose factors are fed at run time (LoRA, see src/lora): `setBranchFeeds`
+   * switches them without rebuilding the session.
+   */
+  readonly loraSlots?: ReadonlySet<string>;
 }
 
 export type MMDiTDebug = Record<'model_output' | (typeof MMDIT_DEBUG_OUTPUTS)[number], Tensor<'float32'>>;
 
 export class MMDiT {
-  private constructor(readonly config: MMDiTConfig, private readonly session: Session, readonly hasDebugOutputs: boolean) {}
+  private branchFeeds: Readonly<Record<string, Tensor>> | undefined;
+
+  private constructor(readonly config: MMDiTConfig, private readonly session: Session, readonly hasDebugOutputs: boolean, readonly loraSlots: ReadonlySet<string>) {}
 
   static async load(store: WeightStore, opts: MMDiTLoadOptions = {}): Promise<MMDiT> {
     const config = inferMMDiTConfig(store);
     const g = new GraphBuilder('mmdit');
-    buildMMDiTGraph({ g, w: store, quant: opts.quant }, config, { debug: opts.debug ?? false });
+    const slots = opts.loraSlots ?? new Set<string>();
+    buildMMDiTGraph({ g, w: store, quant: opts.quant, ...(slots.size ? { lora: slots } : {}) }, config, { debug: opts.debug ?? false });
     const built = g.build();
     const session = await Session.create('MMDiT', built, { ...runtimeOptions(opts), spin: opts.spin ?? false });
-    return new MMDiT(config, session, opts.debug ?? false);
+    return new MMDiT(config, session, opts.debug ?? false, slots);
+  }
+
+  /** The inputs of every LoRA branch (from src/lora/branches.ts); replaces the previous ones. */
+  setBranchFeeds(feeds: Readonly<Record<string, Tensor>>): void {
+    const missing = this.session.inputNames.filter((n) => n.startsWith('lora:') && !(n in feeds));
+    if (missing.length) throw new SD3Error(`MMDiT: LoRA branch inputs missing: ${missing.slice(0, 3).join(', ')}`);
+    this.branchFeeds = feeds;
   }
 
   /**
@@ -59,7 +74,8 @@ export class MMDiT {
 
   private feeds(x: Tensor, t: Tensor, y: Tensor, context: Tensor): Record<string, Tensor> {
     checkMMDiTInputs(this.config, x, t, y, context);
-    return { x, t, y, context };
+    if (this.loraSlots.size && !this.branchFeeds) throw new SD3Error('MMDiT: loaded with LoRA branches but no LoRA feeds were set (setBranchFeeds)');
+    return { ...this.branchFeeds, x, t, y, context };
   }
 }
 
