@@ -10,6 +10,7 @@ import { type CLIPTextConfig, CLIPTextEncoder, buildCLIPTextModel, inferCLIPText
 import { sd3Conditioning } from '../models/conditioning.js';
 import { MMDiT, type MMDiTConfig, buildMMDiTGraph, inferMMDiTConfig } from '../models/mmdit.js';
 import { GraphBuilder } from '../onnx/builder.js';
+import { LoraManager, type LoraReport, type LoraSpec, checkLoraSpecs } from '../lora/index.js';
 import { LinearRecorder } from '../quant/int8.js';
 import { type T5Config, T5Encoder, buildT5EncoderModel, inferT5Config } from '../models/t5.js';
 import { VAE, fromModelSpace, samplePosterior, toModelSpace } from '../models/vae.js';
@@ -19,6 +20,7 @@ import { type DeviceChoice, defaultDevice, parseDevice } from '../runtime/ort.js
 import { addNoise } from '../sampler/flow-match.js';
 import { batchNoise } from '../sampler/noise.js';
 import { type PromptEmbedding, type SampleOptions, sampleLatents } from './denoise.js';
+import { firstWindows, joinWindows, weightTokens } from './prompt-weights.js';
 import type { TokenIds } from './preprocessor.js';
 
 /** Where each model's weights are (names without component prefixes) and what the shapes cannot tell. */
@@ -67,6 +69,11 @@ export interface BackboneOptions {
   readonly t5Dtype?: 'float32' | 'int8';
   /** Decode in overlapping tiles of this many latent cells (off by default). */
   readonly vaeTile?: { readonly size: number; readonly overlap: number };
+  /**
+   * LoRA files for the MMDiT (diffusers/PEFT, kohya or ComfyUI form), each with its scale (default 1). Given
+   * (even as []), the MMDiT is built with low-rank branches so that `setLoras` switches without a reload.
+   */
+  readonly loras?: readonly LoraSpec[];
 }
 
 /** A model loaded on first use, releasable. */
@@ -93,6 +100,7 @@ export class SD3Backbone {
   private readonly t5: Lazy<T5Encoder> | undefined;
   private readonly mmdit: Lazy<MMDiT>;
   private readonly vae: Lazy<VAE>;
+  private lora: LoraManager | undefined;
   private vaeFactor: number | undefined;
 
   constructor(readonly weights: SD3Weights, readonly options: BackboneOptions = {}) {
@@ -126,11 +134,42 @@ export class SD3Backbone {
       const q = t5Quant(weights.t5!);
       return T5Encoder.load(weights.t5!, weights.t5Config ?? {}, { ...runtime, ...(q.quant ? { device: 'cpu' as const } : {}), label: 'T5-XXL', ...q });
     }) : undefined;
-    this.mmdit = new Lazy(() => MMDiT.load(weights.mmdit, { ...runtime, spin: options.spin ?? true, ...(int8 ? { quant: quant() } : {}) }));
+    if (options.loras !== undefined) {
+      this.lora = new LoraManager(weights.mmdit);
+      this.lora.select(checkLoraSpecs(options.loras));
+    }
+    this.mmdit = new Lazy(async () => {
+      const lora = this.lora;
+      const m = await MMDiT.load(weights.mmdit, { ...runtime, spin: options.spin ?? true, ...(int8 ? { quant: quant() } : {}), ...(lora ? { loraSlots: lora.slots } : {}) });
+      if (lora) m.setBranchFeeds(lora.feeds());
+      return m;
+    });
     this.vae = new Lazy(() => VAE.load(weights.vae, runtime));
   }
 
   get hasT5(): boolean { return this.t5 !== undefined; }
+
+  /** The LoRAs applied now (path, scale, formats, modules, ignored keys). */
+  get loras(): readonly LoraReport[] { return this.lora?.report() ?? []; }
+
+  /**
+   * Replaces the applied LoRAs (files are read once and kept while unchanged). A bad file refuses the whole set
+   * and the current one stays. Switching only feeds new low-rank factors to the loaded MMDiT; a backbone made
+   * without `loras` rebuilds its MMDiT once, with branches, on first use.
+   */
+  async setLoras(loras: readonly LoraSpec[]): Promise<readonly LoraReport[]> {
+    const specs = checkLoraSpecs(loras);
+    if (!this.lora) {
+      const manager = new LoraManager(this.weights.mmdit);
+      const report = manager.select(specs);
+      await this.mmdit.release();
+      this.lora = manager;
+      return report;
+    }
+    const report = this.lora.select(specs);
+    if (this.mmdit.loaded) (await this.mmdit.get()).setBranchFeeds(this.lora.feeds());
+    return report;
+  }
   get shift(): number { return this.weights.shift; }
 
   /** Pixels per latent cell (8 for SD3). */
@@ -141,9 +180,9 @@ export class SD3Backbone {
 
   /** Text embeddings of B prompts from their token ids: context [B, 77 + T, width], y [B, pooled]. */
   async encodeText(ids: TokenIds): Promise<PromptEmbedding> {
-    const clipL = await (await this.clipL.get()).encode(ids.clipL);
+    const clipL = await encodeWindows(await this.clipL.get(), ids.clipL, ids, ids.weights?.emptyClipL);
     if (this.options.lowMemory) await this.clipL.release();
-    const clipG = await (await this.clipG.get()).encode(ids.clipG);
+    const clipG = await encodeWindows(await this.clipG.get(), ids.clipG, ids, ids.weights?.emptyClipG);
     if (this.options.lowMemory) await this.clipG.release();
     let t5: Tensor | undefined;
     if (this.t5 && !ids.t5) throw new SD3Error(`${this.weights.label}: T5-XXL is loaded but there is no T5 tokenizer (spiece.model or tokenizer.json); add one, or load without t5`);
@@ -204,6 +243,20 @@ export class SD3Backbone {
     await Promise.all([this.clipL.release(), this.clipG.release(), this.t5?.release(), this.mmdit.release(), this.vae.release()]);
     this.weights.close?.();
   }
+}
+
+/**
+ * A CLIP encoder's output for token rows that may be windows of long prompts and may carry prompt weights:
+ * weights applied per window row (pipelines/prompt-weights.ts), windows joined along the sequence, pooled
+ * vectors from each prompt's first window.
+ */
+async function encodeWindows(clip: CLIPTextEncoder, rows: Tensor<'int64'>, ids: TokenIds, empty: Tensor<'int64'> | undefined): Promise<{ penultimate: Tensor<'float32'>; pooled: Tensor<'float32'>; pooledProjected: Tensor<'float32'> }> {
+  const out = await clip.encode(rows);
+  const W = ids.windows ?? 1;
+  let seq = out.penultimate;
+  if (ids.weights && empty) seq = weightTokens(seq, (await clip.encode(empty)).penultimate, ids.weights.tokens.data);
+  if (W === 1) return { penultimate: seq, pooled: out.pooled, pooledProjected: out.pooledProjected };
+  return { penultimate: joinWindows(seq, W), pooled: firstWindows(out.pooled, W), pooledProjected: firstWindows(out.pooledProjected, W) };
 }
 
 /** Throws an SD3Error naming the first option that is not one of its choices. */

@@ -27,7 +27,7 @@ export class ImageToImage extends SD3Task {
     const { width, height } = this.imageShape;
     const images = asList(input.images, 'images', p.prompts.length).map((img, i) => toRGB(img, i, width, height));
     // 2. Encode the prompts.
-    const cond = await this.encodePrompts(p, o.guidanceScale, options?.signal);
+    const cond = await this.encodePrompts(p, o.guidanceScale, options?.signal, options);
     // 3. Encode the images to model-space latents (posterior sampled with the image's seed).
     const init = await this.backbone.encodeImage(imagesToTensor(images), o.seeds);
     // 4. Noise, then denoise from the strength's first step: int(numSteps * (1 - strength)).
@@ -44,7 +44,7 @@ export class ImageToImage extends SD3Task {
     const out = await this.decodeImages(latent, shape, (i) => ({
       task: 'image-to-image', prompt: p.prompts[i], negativePrompt: p.negatives[i], seed: o.seeds[i], numSteps: o.numSteps,
       strength: o.strength, guidanceScale: o.guidanceScale, shift: this.backbone.shift, width, height, sampler: 'euler',
-    }), cond.truncated);
+    }), cond.truncated, cond.meta);
     return p.single ? out[0]! : out;
   }
 }

@@ -38,7 +38,7 @@ export class Inpaint extends SD3Task {
     const mask = new Float32Array(B * lh * lw);
     masks.forEach((m, i) => mask.set(m, i * lh * lw));
     // 2. Encode the prompts.
-    const cond = await this.encodePrompts(p, o.guidanceScale, options?.signal);
+    const cond = await this.encodePrompts(p, o.guidanceScale, options?.signal, options);
     // 3. Encode the images to model-space latents.
     const init = await this.backbone.encodeImage(imagesToTensor(images), o.seeds);
     // 4. Denoise from the strength's first step, blending the re-noised image back outside the mask.
@@ -54,7 +54,7 @@ export class Inpaint extends SD3Task {
     const out = await this.decodeImages(latent, shape, (i) => ({
       task: 'inpaint', prompt: p.prompts[i], negativePrompt: p.negatives[i], seed: o.seeds[i], numSteps: o.numSteps,
       strength: o.strength, guidanceScale: o.guidanceScale, shift: this.backbone.shift, width, height, sampler: 'euler',
-    }), cond.truncated);
+    }), cond.truncated, cond.meta);
     return p.single ? out[0]! : out;
   }
 }

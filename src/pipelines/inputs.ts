@@ -7,6 +7,7 @@ import { type Tensor, tensor } from '../core/tensor.js';
 import { RGBImage, resizeNearest } from '../image/image.js';
 import { checkSeed, randomSeed } from '../sampler/noise.js';
 import type { StepInfo } from './denoise.js';
+import type { TextOptions } from './text-windows.js';
 
 export type PromptInput = string | readonly string[] | { readonly prompts: string | readonly string[]; readonly negativePrompts?: string | readonly string[] };
 
@@ -24,7 +25,7 @@ export interface InpaintInput extends ImagePromptInput {
   readonly masks: MaskLike | readonly MaskLike[];
 }
 
-export interface GenerateOptions {
+export interface GenerateOptions extends TextOptions {
   /** Denoising steps (default 28 for text-to-image, 50 for image-to-image and inpainting). */
   readonly numSteps?: number;
   /** Classifier-free guidance scale (default 7.0); <= 1 runs one pass without the negative prompt. */

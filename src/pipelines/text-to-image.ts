@@ -23,7 +23,7 @@ export class TextToImage extends SD3Task {
     const p = normalizePrompts(input);
     const o = resolveOptions(options, p.prompts.length, { numSteps: TextToImage.defaults.numSteps, strength: 1 });
     // 2. Encode the prompts (and negative prompts when guidance is on).
-    const cond = await this.encodePrompts(p, o.guidanceScale, options?.signal);
+    const cond = await this.encodePrompts(p, o.guidanceScale, options?.signal, options);
     // 3. Draw the starting noise, one seed per image.
     const shape = await this.latentShape(p.prompts.length);
     const noise = batchNoise(o.seeds, shape[1] * shape[2] * shape[3]);
@@ -38,7 +38,7 @@ export class TextToImage extends SD3Task {
     const images = await this.decodeImages(latent, shape, (i) => ({
       task: 'text-to-image', prompt: p.prompts[i], negativePrompt: p.negatives[i], seed: o.seeds[i], numSteps: o.numSteps,
       guidanceScale: o.guidanceScale, shift: this.backbone.shift, width: this.imageShape.width, height: this.imageShape.height, sampler: 'euler',
-    }), cond.truncated);
+    }), cond.truncated, cond.meta);
     return p.single ? images[0]! : images;
   }
 }

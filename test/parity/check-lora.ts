@@ -13,10 +13,10 @@ import type { Tensor } from '../../src/core/tensor.js';
 import { SafetensorsStore, readWeightFloat32, withPrefix } from '../../src/core/weights.js';
 import { LoraManager, mergedWeights, overlayStore, readLoraFile } from '../../src/lora/index.js';
 import { MMDiT } from '../../src/models/mmdit.js';
-import { type Check, compare, exact, loadCase, readJson, toleranceOf } from './lib.js';
+import { type Check, type FixtureCase, compare, exact, loadCase, readJson, toleranceOf } from './lib.js';
 
 interface Checksum { sum: number; abs_sum: number; row_moment: number; col_moment: number; delta_abs_sum: number }
-interface LoraCase {
+interface LoraCase extends FixtureCase {
   name: string;
   file: string;
   loras: { file: string; scale: number }[];
