@@ -202,3 +202,29 @@ describe('<lora:NAME:SCALE> tags', () => {
     }
   });
 });
+
+describe('sd3 generate --lora', () => {
+  it('parses FILE[:SCALE]', async () => {
+    const { loraArg } = await import('../../src/cli/args.js');
+    assert.deepEqual(loraArg('a.safetensors:0.8'), { path: 'a.safetensors', scale: 0.8 });
+    assert.deepEqual(loraArg('dir:x/a.safetensors'), { path: 'dir:x/a.safetensors', scale: 1 });
+    assert.deepEqual(loraArg('a.safetensors:-1.5'), { path: 'a.safetensors', scale: -1.5 });
+    assert.deepEqual(loraArg('C:x.safetensors'), { path: 'C:x.safetensors', scale: 1 });
+    assert.throws(() => loraArg('a.safetensors:'), SD3Error);
+  });
+  it('applies repeatable LoRAs, records them, and refuses a bad file before generating', async () => {
+    const { runCLI } = await import('../helpers/cli.js');
+    const out = path.join(tmp, 'cli.png');
+    const ok = await runCLI(['generate', '-m', 'tiny-random', '-p', 'x', '--steps', '1', '--width', '64', '--height', '64', '--threads', '1',
+      '--lora', `${PEFT_ATTN}:0.5`, '--lora', PEFT_ATTN, '--long-prompts', 'chunk', '-o', out, '--json']);
+    assert.equal(ok.code, 0, ok.stderr);
+    const meta = JSON.parse(ok.stdout).parameters[0];
+    assert.deepEqual(meta.loras.map((l: { scale: number }) => l.scale), [0.5, 1]);
+    assert.equal(meta.longPrompts, 'chunk');
+    const bad = await runCLI(['generate', '-m', 'tiny-random', '-p', 'x', '--steps', '1', '--width', '64', '--height', '64',
+      '--lora', path.join(LORAS, 'neg_no_match_sdxl.safetensors'), '-o', path.join(tmp, 'bad.png')]);
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, /lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_q/);
+    assert.equal(fs.existsSync(path.join(tmp, 'bad.png')), false);
+  });
+});
