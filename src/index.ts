@@ -19,11 +19,6 @@ export * as hub from './hub/index.js';
 export * as tokenizers from './tokenizers/index.js';
 export * as models from './models/index.js';
 export { type LoraSpec, type LoraReport, LoraManager, readLoraFile, parseLoraTags, resolveLoraName, type LoraTag } from './lora/index.js';
-export { type TextOptions, type LongPrompts, LONG_PROMPTS } from './pipelines/text-windows.js';
+export { type TextOptions, type LongPrompts, LONG_PROMPTS, A1111_TEXT_OPTIONS } from './pipelines/text-windows.js';
 export { promptAttention, type WeightedText } from './tokenizers/prompt-words.js';
 
-/**
- * The text options of A1111-style endpoints: prompt weights on (A1111's `(word:1.2)` emphasis), long prompts
- * chunked as A1111 and ComfyUI do. Pass as generate options, or set `preprocessor.textOptions`.
- */
-export const A1111_TEXT_OPTIONS = { promptWeights: true, longPrompts: 'chunk' } as const;

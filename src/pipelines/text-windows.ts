@@ -27,6 +27,12 @@ export interface TextOptions {
   readonly promptWeights?: boolean;
 }
 
+/**
+ * The text options for A1111-style endpoints (a server's A1111 API): prompt weights on, long prompts chunked as
+ * A1111 and ComfyUI do. Pass them as generate options, or set them as `preprocessor.textOptions`.
+ */
+export const A1111_TEXT_OPTIONS: TextOptions = { promptWeights: true, longPrompts: 'chunk' };
+
 /** Tokens of one window (content only) with their weights. */
 export interface TokenWindow { readonly ids: readonly number[]; readonly weights: readonly number[] }
 
