@@ -18,7 +18,7 @@ export { sigmaSchedule, startIndex } from './sampler/flow-match.js';
 export * as hub from './hub/index.js';
 export * as tokenizers from './tokenizers/index.js';
 export * as models from './models/index.js';
-export { type LoraSpec, type LoraReport, LoraManager, readLoraFile, parseLoraTags, resolveLoraName, type LoraTag } from './lora/index.js';
+export { type LoraSpec, type LoraReport, LoraManager, readLoraFile, parseLoraTags, promptLoras, resolveLoraName, type LoraTag } from './lora/index.js';
 export { type TextOptions, type LongPrompts, LONG_PROMPTS, A1111_TEXT_OPTIONS } from './pipelines/text-windows.js';
 export { promptAttention, type WeightedText } from './tokenizers/prompt-words.js';
 

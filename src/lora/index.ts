@@ -17,7 +17,7 @@ export { type LoraFormat, formatTables } from './formats.js';
 export { type AppliedLora, mergedWeights, overlayStore } from './merge.js';
 export { loraFeeds } from './branches.js';
 export { type LoraTarget, type LoraTargets, mmditLoraTargets } from './targets.js';
-export { type LoraTag, parseLoraTags, resolveLoraName } from './tags.js';
+export { type LoraTag, parseLoraTags, promptLoras, resolveLoraName } from './tags.js';
 
 /** A LoRA file to apply, and its strength (default 1). */
 export interface LoraSpec { readonly path: string; readonly scale?: number }

@@ -53,3 +53,12 @@ export function resolveLoraName(dir: string, name: string): string {
   }
   throw bad(`no such LoRA in ${dir} (looked for ${name.endsWith('.safetensors') ? name : `${name}.safetensors`})`);
 }
+
+/**
+ * A prompt's `<lora:NAME:SCALE>` tags as LoRA specs with files inside `dir`, and the prompt without them: what
+ * a server passes to `backbone.setLoras` and to generation. Throws an SD3Error naming a bad or missing name.
+ */
+export function promptLoras(prompt: string, dir: string): { readonly prompt: string; readonly loras: readonly { path: string; scale: number }[] } {
+  const { prompt: rest, loras } = parseLoraTags(prompt);
+  return { prompt: rest, loras: loras.map((t) => ({ path: resolveLoraName(dir, t.name), scale: t.scale })) };
+}

@@ -14,7 +14,7 @@ import { SD3Error } from '../../src/core/errors.js';
 import { SafetensorsFile, readAllSafetensors, writeSafetensors } from '../../src/core/safetensors.js';
 import { type Tensor, tensor } from '../../src/core/tensor.js';
 import { SafetensorsStore, withPrefix } from '../../src/core/weights.js';
-import { formatTables, loraFeeds, mmditLoraTargets, parseLoraTags, readLoraFile, resolveLoraName } from '../../src/lora/index.js';
+import { formatTables, loraFeeds, mmditLoraTargets, parseLoraTags, promptLoras, readLoraFile, resolveLoraName } from '../../src/lora/index.js';
 import { MMDiT } from '../../src/models/mmdit.js';
 import { mmditInt8LinearNames } from '../../src/pipelines/backbone.js';
 import { TextToImage } from '../../src/pipelines/text-to-image.js';
@@ -197,6 +197,8 @@ describe('<lora:NAME:SCALE> tags', () => {
     assert.equal(resolveLoraName(dir, 'style'), path.join(real, 'style.safetensors'));
     assert.equal(resolveLoraName(dir, 'style.safetensors'), path.join(real, 'style.safetensors'));
     assert.equal(resolveLoraName(dir, 'sub/deep'), path.join(real, 'sub', 'deep.safetensors'));
+    assert.deepEqual(promptLoras('a <lora:sub/deep:0.3> cat', dir), { prompt: 'a cat', loras: [{ path: path.join(real, 'sub', 'deep.safetensors'), scale: 0.3 }] });
+    assert.throws(() => promptLoras('a <lora:../secret> cat', dir), /outside|\.\./);
     for (const bad of ['../secret', 'sub/../../secret', '/etc/passwd', path.join(tmp, 'secret'), 'style\0', 'C:\\x', 'a\\..\\b', 'link', 'up/secret', '', 'missing', './style']) {
       assert.throws(() => resolveLoraName(dir, bad), SD3Error, `name ${JSON.stringify(bad)}`);
     }
