@@ -173,7 +173,7 @@ export async function runGenerate(argv: string[], signal: AbortSignal): Promise<
       images = await new TextToImage(backbone, preprocessor, imageShape).generate({ prompts, negativePrompts }, options);
     }
     if (images.some((img) => JSON.parse(img.metadata.parameters ?? '{}').promptTruncated)) {
-      process.stderr.write('sd3 generate: warning: the prompt is longer than CLIP reads (75 tokens); its end was ignored\n');
+      process.stderr.write('sd3 generate: warning: the prompt is longer than CLIP reads (75 tokens); its end was ignored (--long-prompts chunk reads it all)\n');
     }
     // Written only once every image exists, each atomically: an interrupted run leaves no file.
     for (let i = 0; i < images.length; i++) await images[i]!.save(outputs[i]!);
