@@ -160,7 +160,8 @@ export async function runGenerate(argv: string[], signal: AbortSignal): Promise<
   const { backbone, preprocessor, imageShape } = loaded;
   if (!v.json) {
     for (const l of backbone.loras) {
-      process.stderr.write(`sd3 generate: LoRA ${path.basename(l.path)} x${l.scale}: ${l.modules} modules (${l.formats.join(', ')})${l.ignoredKeys ? `, ${l.ignoredKeys} keys ignored (not for the MMDiT)` : ''}\n`);
+      const where = Object.entries(l.modulesByModel).map(([m, n]) => `${n} ${m}`).join(', ');
+      process.stderr.write(`sd3 generate: LoRA ${path.basename(l.path)} x${l.scale}: ${where} modules (${l.formats.join(', ')})${l.ignoredKeys ? `, ${l.ignoredKeys} keys ignored (not for these models)` : ''}\n`);
     }
     process.stderr.write(`sd3 generate: long prompts: ${longPrompts ?? 'truncate'}${v['prompt-weights'] ? ', prompt weights on' : ''}\n`);
   }

@@ -17,6 +17,7 @@ export function loraFeeds(targets: LoraTargets, slots: Iterable<string>, loras: 
   const biasDelta = new Map<string, Float32Array>();
   for (const { file, scale } of loras) {
     for (const m of file.modules) {
+      if (m.component !== targets.component) continue;
       if (m.lowRank) {
         let l = byWeight.get(m.target.weight);
         if (!l) byWeight.set(m.target.weight, l = []);

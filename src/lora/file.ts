@@ -8,13 +8,15 @@ import { SD3Error } from '../core/errors.js';
 import { SafetensorsFile } from '../core/safetensors.js';
 import { numel, toFloat32 } from '../core/tensor.js';
 import { type FormatTable, type LoraFormat, type ModuleTarget, TEXT_ENCODER_PREFIXES, formatTables } from './formats.js';
-import type { LoraTargets } from './targets.js';
+import { COMPONENT_LABEL, type LoraComponent, type LoraTargets } from './targets.js';
 
 /** One low-rank module of a file, checked against its target: delta = s * reshape(up @ down). */
 export interface LoraModule {
   /** The file's module key, e.g. `lora_unet_joint_blocks_0_x_block_attn_qkv`. */
   readonly key: string;
   readonly format: LoraFormat;
+  /** The model it changes. */
+  readonly component: LoraComponent;
   readonly target: ModuleTarget;
   /** r, and the two factors row-major: down [r, k] (k = the target's row size), up [n, r] (n = target rows). */
   readonly lowRank?: { readonly rank: number; readonly down: Float32Array; readonly up: Float32Array };
@@ -46,7 +48,7 @@ function listKeys(keys: readonly string[]): string {
 /** PEFT's LoraConfig as diffusers stores it in `__metadata__.lora_adapter_metadata` (keys prefixed `transformer.`). */
 interface PeftConfig { alpha: number; alphaPattern: Record<string, number>; rslora: boolean }
 
-function peftConfig(file: string, metadata: Readonly<Record<string, string>>): PeftConfig | undefined {
+function peftConfig(file: string, metadata: Readonly<Record<string, string>>, owner: string): PeftConfig | undefined {
   const raw = metadata.lora_adapter_metadata;
   if (raw === undefined) return undefined;
   let json: Record<string, unknown>;
@@ -55,7 +57,8 @@ function peftConfig(file: string, metadata: Readonly<Record<string, string>>): P
   } catch (e) {
     throw new SD3Error(`LoRA ${file}: __metadata__.lora_adapter_metadata is not JSON: ${(e as Error).message}`);
   }
-  const get = (k: string): unknown => json[`transformer.${k}`] ?? json[k];
+  // Keys are prefixed by the model they configure (`transformer.`, `text_encoder.`, `text_encoder_2.`).
+  const get = (k: string): unknown => json[`${owner}.${k}`] ?? (owner === 'transformer' ? json[k] : undefined);
   if (get('use_dora') === true) throw new SD3Error(`LoRA ${file}: DoRA adapters (use_dora in lora_adapter_metadata) are not supported`);
   const alpha = get('lora_alpha');
   if (alpha === undefined || alpha === null) return undefined;
@@ -66,7 +69,7 @@ function peftConfig(file: string, metadata: Readonly<Record<string, string>>): P
 
 /** PEFT's alpha for a module: an alpha_pattern entry whose key ends the module name, else lora_alpha. */
 function peftAlpha(config: PeftConfig, moduleKey: string): number {
-  const name = moduleKey.replace(/^transformer\./, '');
+  const name = moduleKey.slice(moduleKey.indexOf('.') + 1);
   for (const [pattern, a] of Object.entries(config.alphaPattern)) {
     if (name === pattern || name.endsWith(`.${pattern}`)) return a;
   }
@@ -75,19 +78,24 @@ function peftAlpha(config: PeftConfig, moduleKey: string): number {
 
 interface Parts { down?: string; up?: string; alpha?: string; diffB?: string }
 
-/** Reads and checks a LoRA file against a model's targets. Throws an SD3Error naming the offending keys. */
-export function readLoraFile(file: string, targets: LoraTargets): LoraFile {
+/**
+ * Reads and checks a LoRA file against the targets of the models it may change (the MMDiT, and the CLIP
+ * encoders when given). Throws an SD3Error naming the offending keys.
+ */
+export function readLoraFile(file: string, targets: LoraTargets | readonly LoraTargets[]): LoraFile {
   const f = SafetensorsFile.open(file);
   try {
-    return readOpen(f, targets);
+    return readOpen(f, 'byName' in targets ? [targets as LoraTargets] : targets as readonly LoraTargets[]);
   } finally {
     f.close();
   }
 }
 
-function readOpen(f: SafetensorsFile, targets: LoraTargets): LoraFile {
+function readOpen(f: SafetensorsFile, all: readonly LoraTargets[]): LoraFile {
   const label = path.basename(f.path);
-  const tables = formatTables(targets);
+  const tables = all.flatMap(formatTables);
+  const targetsOf = new Map(all.map((t) => [t.component, t]));
+  const models = all.map((t) => COMPONENT_LABEL[t.component]).join(' or ');
   const ignored: string[] = [];
   const unmatched: string[] = [];
   const unsupported: string[] = [];
@@ -114,20 +122,25 @@ function readOpen(f: SafetensorsFile, targets: LoraTargets): LoraFile {
     throw new SD3Error(`LoRA ${label} refused: unsupported key(s) ${listKeys(unsupported)} (only lora_down/lora_up, lora_A/lora_B, alpha and diff_b are understood; LyCORIS, DoRA and full-weight diffs are not supported)`);
   }
   if (modules.size === 0) {
-    const all = [...unmatched, ...ignored];
+    const keys = [...unmatched, ...ignored];
     const what = ignored.length && !unmatched.length ? ' (only text-encoder keys, which are not applied)' : '';
-    throw new SD3Error(`LoRA ${label} refused: its keys match no weight of this ${targets.component.toUpperCase()}${what}: ${listKeys(all)}`);
+    throw new SD3Error(`LoRA ${label} refused: its keys match no weight of this ${models}${what}: ${listKeys(keys)}`);
   }
   // A key that names no weight in an otherwise matching file means a different model or a damaged file.
   const badModel = unmatched.filter((k) => tables.some((t) => k.startsWith(t.prefix)));
-  if (badModel.length) throw new SD3Error(`LoRA ${label} refused: module(s) ${listKeys(badModel)} name no weight of this ${targets.component.toUpperCase()} (a LoRA for another model?)`);
+  if (badModel.length) throw new SD3Error(`LoRA ${label} refused: module(s) ${listKeys(badModel)} name no weight of this ${models} (a LoRA for another model?)`);
   ignored.push(...unmatched);
 
-  const peft = peftConfig(label, f.metadata);
+  const peftOf = new Map<string, PeftConfig | undefined>();
+  const peftFor = (prefix: string) => {
+    const owner = prefix.slice(0, -1);
+    if (!peftOf.has(owner)) peftOf.set(owner, peftConfig(label, f.metadata, owner));
+    return peftOf.get(owner);
+  };
   const problems: string[] = [];
   const out: LoraModule[] = [];
   for (const [moduleKey, { table, target, parts }] of modules) {
-    const t = targets.byName.get(target.weight)!;
+    const t = targetsOf.get(table.component)!.byName.get(target.weight)!;
     const rowsWanted = target.rows ? target.rows[1] - target.rows[0] : t.shape[0]!;
     const rowSize = numel(t.shape.slice(1));
     let lowRank: LoraModule['lowRank'];
@@ -159,7 +172,8 @@ function readOpen(f: SafetensorsFile, targets: LoraTargets): LoraFile {
       const alpha = toFloat32(a).data[0]!;
       if (!Number.isFinite(alpha)) { problems.push(`"${parts.alpha}": alpha is ${alpha}`); continue; }
       alphaScale = lowRank ? alpha / lowRank.rank : 1;
-    } else if (peft && table.format === 'diffusers' && lowRank) {
+    } else if (table.format === 'diffusers' && lowRank && peftFor(table.prefix)) {
+      const peft = peftFor(table.prefix)!;
       const alpha = peftAlpha(peft, moduleKey);
       alphaScale = peft.rslora ? alpha / Math.sqrt(lowRank.rank) : alpha / lowRank.rank;
     }
@@ -171,7 +185,7 @@ function readOpen(f: SafetensorsFile, targets: LoraTargets): LoraFile {
       diffBias = toFloat32(f.read(parts.diffB)).data;
     }
     if (!lowRank && !diffBias) { problems.push(`"${moduleKey}": only an alpha, no lora_down / lora_up`); continue; }
-    out.push({ key: moduleKey, format: table.format, target, alphaScale, ...(lowRank ? { lowRank } : {}), ...(diffBias ? { diffBias } : {}) });
+    out.push({ key: moduleKey, format: table.format, component: table.component, target, alphaScale, ...(lowRank ? { lowRank } : {}), ...(diffBias ? { diffBias } : {}) });
   }
   if (problems.length) {
     const shown = problems.slice(0, LISTED).join('; ');

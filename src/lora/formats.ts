@@ -8,7 +8,7 @@
  *   ComfyUI            diffusion_model.<official path>
  *   diffusers / PEFT   transformer.<diffusers SD3Transformer2DModel path> (split q/k/v onto fused rows)
  */
-import type { LoraTargets } from './targets.js';
+import type { LoraComponent, LoraTargets } from './targets.js';
 
 export type LoraFormat = 'kohya' | 'diffusers' | 'comfyui';
 
@@ -23,12 +23,14 @@ export interface ModuleTarget {
 
 export interface FormatTable {
   readonly format: LoraFormat;
+  /** The model the table's keys change. */
+  readonly component: LoraComponent;
   /** The key prefix that identifies the format. */
   readonly prefix: string;
   readonly lookup: ReadonlyMap<string, ModuleTarget>;
 }
 
-/** Key prefixes of text-encoder LoRAs: not applied (the MMDiT only), counted and reported as ignored. */
+/** Key prefixes of text-encoder LoRAs: ignored (counted and reported) for text encoders without targets (T5 always). */
 export const TEXT_ENCODER_PREFIXES = ['lora_te1_', 'lora_te2_', 'lora_te3_', 'lora_te_', 'text_encoder.', 'text_encoder_2.', 'text_encoder_3.'] as const;
 
 const modulePath = (weight: string) => weight.replace(/\.weight$/, '');
@@ -36,13 +38,13 @@ const modulePath = (weight: string) => weight.replace(/\.weight$/, '');
 function kohyaTable(t: LoraTargets): FormatTable {
   const lookup = new Map<string, ModuleTarget>();
   for (const w of t.byName.keys()) lookup.set(`lora_unet_${modulePath(w).replaceAll('.', '_')}`, { weight: w });
-  return { format: 'kohya', prefix: 'lora_unet_', lookup };
+  return { format: 'kohya', component: t.component, prefix: 'lora_unet_', lookup };
 }
 
 function comfyTable(t: LoraTargets): FormatTable {
   const lookup = new Map<string, ModuleTarget>();
   for (const w of t.byName.keys()) lookup.set(`diffusion_model.${modulePath(w)}`, { weight: w });
-  return { format: 'comfyui', prefix: 'diffusion_model.', lookup };
+  return { format: 'comfyui', component: t.component, prefix: 'diffusion_model.', lookup };
 }
 
 /** Official embedder / final-layer paths -> diffusers paths. */
@@ -95,10 +97,29 @@ function diffusersTable(t: LoraTargets): FormatTable {
       names.forEach((n, k) => lookup.set(base + n, { weight: w, rows: [k * h, (k + 1) * h] }));
     }
   }
-  return { format: 'diffusers', prefix: 'transformer.', lookup };
+  return { format: 'diffusers', component: t.component, prefix: 'transformer.', lookup };
 }
 
-/** The three tables for a model. */
+/**
+ * CLIP text encoders: kohya `lora_te1_` (CLIP-L) / `lora_te2_` (CLIP-G) + the Hugging Face path with `_`, and
+ * diffusers `text_encoder.` / `text_encoder_2.` + the Hugging Face path (our CLIP weight names are those paths).
+ */
+function clipTables(t: LoraTargets): FormatTable[] {
+  const [kohyaPrefix, diffusersPrefix] = t.component === 'clipL' ? ['lora_te1_', 'text_encoder.'] : ['lora_te2_', 'text_encoder_2.'];
+  const kohya = new Map<string, ModuleTarget>();
+  const diffusers = new Map<string, ModuleTarget>();
+  for (const w of t.byName.keys()) {
+    kohya.set(kohyaPrefix + modulePath(w).replaceAll('.', '_'), { weight: w });
+    diffusers.set(diffusersPrefix + modulePath(w), { weight: w });
+  }
+  return [
+    { format: 'kohya', component: t.component, prefix: kohyaPrefix, lookup: kohya },
+    { format: 'diffusers', component: t.component, prefix: diffusersPrefix, lookup: diffusers },
+  ];
+}
+
+/** The tables of a model: three forms for the MMDiT, kohya and diffusers for the CLIP encoders. */
 export function formatTables(t: LoraTargets): readonly FormatTable[] {
+  if (t.component !== 'mmdit') return clipTables(t);
   return [kohyaTable(t), diffusersTable(t), comfyTable(t)];
 }

@@ -56,6 +56,7 @@ export function mergedWeights(store: WeightStore, targets: LoraTargets, loras: r
   };
   for (const { file, scale } of loras) {
     for (const m of file.modules) {
+      if (m.component !== targets.component) continue;
       const t = targets.byName.get(m.target.weight);
       if (!t) throw new SD3Error(`LoRA ${file.path}: "${m.key}" targets ${m.target.weight}, which this model lacks`);
       if (m.lowRank) addDelta(accFor(t.name, t.shape), numel(t.shape.slice(1)), m, scale * m.alphaScale);

@@ -5,6 +5,7 @@
  * extra modules (attn2, ...) are simply more names.
  */
 import type { WeightStore } from '../core/weights.js';
+import { type CLIPTextConfig, buildCLIPTextModel, inferCLIPTextConfig } from '../models/clip.js';
 import { buildMMDiTGraph, inferMMDiTConfig } from '../models/mmdit.js';
 import { GraphBuilder } from '../onnx/builder.js';
 import { LinearRecorder } from '../quant/int8.js';
@@ -17,11 +18,36 @@ export interface LoraTarget {
   readonly bias?: { readonly name: string; readonly shape: readonly number[] };
 }
 
+/** The models a LoRA file can change. */
+export type LoraComponent = 'mmdit' | 'clipL' | 'clipG';
+
 /** A model's LoRA-targetable weights by name, and its hidden width (for the diffusers swapped halves). */
 export interface LoraTargets {
-  readonly component: 'mmdit';
+  readonly component: LoraComponent;
   readonly hiddenSize: number;
   readonly byName: ReadonlyMap<string, LoraTarget>;
+}
+
+/** The model's name in messages. */
+export const COMPONENT_LABEL: Readonly<Record<LoraComponent, string>> = { mmdit: 'MMDiT', clipL: 'CLIP-L', clipG: 'CLIP-G' };
+
+function collect(store: WeightStore, names: readonly string[]): Map<string, LoraTarget> {
+  const byName = new Map<string, LoraTarget>();
+  for (const name of names) {
+    if (byName.has(name) || !store.has(name)) continue;
+    const biasName = name.replace(/\.weight$/, '.bias');
+    const bias = store.has(biasName) ? { name: biasName, shape: store.get(biasName).shape } : undefined;
+    byName.set(name, { name, shape: store.get(name).shape, ...(bias ? { bias } : {}) });
+  }
+  return byName;
+}
+
+/** A CLIP text encoder's targets: every Linear weight its graph reads (attention, MLP, text projection). */
+export function clipLoraTargets(store: WeightStore, config: Partial<CLIPTextConfig>, component: 'clipL' | 'clipG'): LoraTargets {
+  const full = inferCLIPTextConfig(store, config);
+  const rec = new LinearRecorder();
+  buildCLIPTextModel(store, full, { quant: rec });
+  return { component, hiddenSize: full.hiddenSize, byName: collect(store, rec.names) };
 }
 
 /** The patch embedding is the MMDiT's one convolution LoRA trainers target. */
@@ -32,12 +58,5 @@ export function mmditLoraTargets(store: WeightStore): LoraTargets {
   const config = inferMMDiTConfig(store);
   const rec = new LinearRecorder();
   buildMMDiTGraph({ g: new GraphBuilder('record'), w: store, quant: rec }, config);
-  const byName = new Map<string, LoraTarget>();
-  for (const name of [...rec.names, ...MMDIT_CONV_TARGETS]) {
-    if (byName.has(name) || !store.has(name)) continue;
-    const biasName = name.replace(/\.weight$/, '.bias');
-    const bias = store.has(biasName) ? { name: biasName, shape: store.get(biasName).shape } : undefined;
-    byName.set(name, { name, shape: store.get(name).shape, ...(bias ? { bias } : {}) });
-  }
-  return { component: 'mmdit', hiddenSize: config.hiddenSize, byName };
+  return { component: 'mmdit', hiddenSize: config.hiddenSize, byName: collect(store, [...rec.names, ...MMDIT_CONV_TARGETS]) };
 }

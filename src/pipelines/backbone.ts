@@ -127,15 +127,22 @@ export class SD3Backbone {
       weights.quantize && options.t5Dtype !== 'float32' ? { quant: weights.quantize('t5', t5LinearNames(store, weights.t5Config)) } : {};
     const clipQuant = (m: 'clipL' | 'clipG', store: WeightStore, config: Partial<CLIPTextConfig> | undefined): { quant?: QuantizedLinears } =>
       options.clipDtype === 'int8' && weights.quantize ? { quant: weights.quantize(m, clipLinearNames(store, config)) } : {};
-    this.clipL = new Lazy(() => CLIPTextEncoder.load(weights.clipL, weights.clipLConfig ?? {}, { ...runtime, label: 'CLIP-L', ...clipQuant('clipL', weights.clipL, weights.clipLConfig) }));
-    this.clipG = new Lazy(() => CLIPTextEncoder.load(weights.clipG, weights.clipGConfig ?? {}, { ...runtime, label: 'CLIP-G', ...clipQuant('clipG', weights.clipG, weights.clipGConfig) }));
+    // With LoRAs, the CLIP encoders get branches too (text-encoder keys of the files), fed like the MMDiT's.
+    const clipLoad = async (m: 'clipL' | 'clipG', store: WeightStore, config: Partial<CLIPTextConfig> | undefined, label: string) => {
+      const lora = this.lora;
+      const enc = await CLIPTextEncoder.load(store, config ?? {}, { ...runtime, label, ...clipQuant(m, store, config), ...(lora ? { loraSlots: lora.slotsOf(m) } : {}) });
+      if (lora) enc.setBranchFeeds(lora.feeds(m));
+      return enc;
+    };
+    this.clipL = new Lazy(() => clipLoad('clipL', weights.clipL, weights.clipLConfig, 'CLIP-L'));
+    this.clipG = new Lazy(() => clipLoad('clipG', weights.clipG, weights.clipGConfig, 'CLIP-G'));
     // An int8 T5 runs on the CPU whatever the device (see the int8 note above); it runs once per generation.
     this.t5 = weights.t5 ? new Lazy(() => {
       const q = t5Quant(weights.t5!);
       return T5Encoder.load(weights.t5!, weights.t5Config ?? {}, { ...runtime, ...(q.quant ? { device: 'cpu' as const } : {}), label: 'T5-XXL', ...q });
     }) : undefined;
     if (options.loras !== undefined) {
-      this.lora = new LoraManager(weights.mmdit);
+      this.lora = this.newLoraManager();
       this.lora.select(checkLoraSpecs(options.loras));
     }
     this.mmdit = new Lazy(async () => {
@@ -160,15 +167,22 @@ export class SD3Backbone {
   async setLoras(loras: readonly LoraSpec[]): Promise<readonly LoraReport[]> {
     const specs = checkLoraSpecs(loras);
     if (!this.lora) {
-      const manager = new LoraManager(this.weights.mmdit);
+      const manager = this.newLoraManager();
       const report = manager.select(specs);
-      await this.mmdit.release();
+      await Promise.all([this.mmdit.release(), this.clipL.release(), this.clipG.release()]);
       this.lora = manager;
       return report;
     }
     const report = this.lora.select(specs);
-    if (this.mmdit.loaded) (await this.mmdit.get()).setBranchFeeds(this.lora.feeds());
+    if (this.mmdit.loaded) (await this.mmdit.get()).setBranchFeeds(this.lora.feeds('mmdit'));
+    if (this.clipL.loaded) (await this.clipL.get()).setBranchFeeds(this.lora.feeds('clipL'));
+    if (this.clipG.loaded) (await this.clipG.get()).setBranchFeeds(this.lora.feeds('clipG'));
     return report;
+  }
+
+  private newLoraManager(): LoraManager {
+    const w = this.weights;
+    return new LoraManager(w.mmdit, { clipL: { store: w.clipL, ...(w.clipLConfig ? { config: w.clipLConfig } : {}) }, clipG: { store: w.clipG, ...(w.clipGConfig ? { config: w.clipGConfig } : {}) } });
   }
   get shift(): number { return this.weights.shift; }
 

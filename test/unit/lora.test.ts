@@ -230,3 +230,50 @@ describe('sd3 generate --lora', () => {
     assert.equal(fs.existsSync(path.join(tmp, 'bad.png')), false);
   });
 });
+
+describe('text-encoder LoRAs (CLIP-L, CLIP-G)', () => {
+  it('apply through branches as the merge rule says, and switch off exactly', async () => {
+    const { tinyRandomWeights } = await import('../../src/presets/tiny-random.js');
+    const { CLIPTextEncoder } = await import('../../src/models/clip.js');
+    const { clipLoraTargets, mergedWeights, overlayStore } = await import('../../src/lora/index.js');
+    const { weights, preprocessor } = tinyRandomWeights();
+    const W = 32;
+    const file = writeLora('te.safetensors', {
+      'lora_te1_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight': f32([2, W], (i) => Math.sin(i + 1) * 0.3),
+      'lora_te1_text_model_encoder_layers_0_self_attn_q_proj.lora_up.weight': f32([W, 2], (i) => Math.cos(i) * 0.3),
+      'lora_te1_text_model_encoder_layers_0_self_attn_q_proj.alpha': f32([], () => 1),
+      'lora_te1_text_model_encoder_layers_1_mlp_fc2.lora_down.weight': f32([3, 4 * W], (i) => Math.sin(i * 0.7) * 0.2),
+      'lora_te1_text_model_encoder_layers_1_mlp_fc2.lora_up.weight': f32([W, 3], (i) => Math.cos(i * 1.3) * 0.2),
+      'text_encoder_2.text_model.encoder.layers.1.self_attn.out_proj.lora_A.weight': f32([2, W], (i) => Math.sin(i * 2.1) * 0.3),
+      'text_encoder_2.text_model.encoder.layers.1.self_attn.out_proj.lora_B.weight': f32([W, 2], (i) => Math.cos(i * 0.4) * 0.3),
+    });
+    const t2i = await TextToImage.fromPreset('tiny-random', { ...TINY_OPTIONS, loras: [] });
+    try {
+      const ids = preprocessor.generatePreprocess(['a red fox']);
+      const base = await t2i.backbone.encodeText(ids);
+      const [report] = await t2i.backbone.setLoras([{ path: file, scale: 0.7 }]);
+      assert.deepEqual(report!.modulesByModel, { clipL: 2, clipG: 1 });
+      const withLora = await t2i.backbone.encodeText(ids);
+      assert.notDeepEqual(withLora.context.data, base.context.data);
+      // CLIP-L's branch output equals a CLIP-L built from merged weights.
+      const targets = clipLoraTargets(weights.clipL, weights.clipLConfig!, 'clipL');
+      const lora = readLoraFile(file, [mmditLoraTargets(weights.mmdit), targets]);
+      const merged = await CLIPTextEncoder.load(overlayStore(weights.clipL, mergedWeights(weights.clipL, targets, [{ file: lora, scale: 0.7 }])), weights.clipLConfig, { threads: 1 });
+      const branched = await CLIPTextEncoder.load(weights.clipL, weights.clipLConfig, { threads: 1, loraSlots: new Set(targets.byName.keys()) });
+      branched.setBranchFeeds(loraFeeds(targets, targets.byName.keys(), [{ file: lora, scale: 0.7 }]));
+      try {
+        const { compare } = await import('../parity/lib.js');
+        const c = compare('CLIP-L penultimate', (await branched.encode(ids.clipL)).penultimate, (await merged.encode(ids.clipL)).penultimate, { atol: 1e-6, rtol: 1e-5 });
+        assert.ok(c.ok, c.detail);
+      } finally {
+        await merged.dispose();
+        await branched.dispose();
+      }
+      await t2i.backbone.setLoras([]);
+      const off = await t2i.backbone.encodeText(ids);
+      assert.deepEqual(off.context.data, base.context.data);
+    } finally {
+      await t2i.dispose();
+    }
+  });
+});
