@@ -23,3 +23,7 @@ export * as models from './models/index.js';
 export { toInfotext, parseInfotext, generationParameters, type ParsedInfotext } from './pipelines/infotext.js';
 export { fitLatentPreview, projectLatent, type LatentProjection } from './pipelines/preview.js';
 export { startServer, type ServerOptions, type ServerHandle, type LoadedModel } from './server/index.js';
+export { type LoraSpec, type LoraReport, LoraManager, readLoraFile, parseLoraTags, promptLoras, resolveLoraName, type LoraTag } from './lora/index.js';
+export { type TextOptions, type LongPrompts, LONG_PROMPTS, A1111_TEXT_OPTIONS } from './pipelines/text-windows.js';
+export { promptAttention, type WeightedText } from './tokenizers/prompt-words.js';
+

@@ -102,3 +102,21 @@ export function samplerArgs(v: { sampler?: string; 'slg-scale'?: string; 'slg-la
   if (slg.start > slg.end) throw new UsageError(`--slg-start ${slg.start} is after --slg-end ${slg.end}`);
   return scale > 0 ? { ...out, skipLayerGuidance: slg } : out;
 }
+
+/** `--lora FILE[:SCALE]`: a LoRA file and its scale (default 1); only a trailing `:number` is a scale. */
+export function loraArg(v: string): { path: string; scale: number } {
+  const colon = v.lastIndexOf(':');
+  const tail = colon >= 0 ? v.slice(colon + 1) : '';
+  const head = v.slice(0, Math.max(0, colon));
+  // "C:" alone is a Windows drive, not a file with a scale.
+  if (colon > 0 && tail.trim() !== '' && Number.isFinite(Number(tail)) && !/^[a-zA-Z]$/.test(head)) return { path: head, scale: Number(tail) };
+  if (v === '' || colon === v.length - 1) throw new UsageError(`--lora must be FILE or FILE:SCALE with a number SCALE, got "${v}"`);
+  return { path: v, scale: 1 };
+}
+
+/** `--long-prompts truncate|chunk`. */
+export function longPromptsArg(v: string | undefined): 'truncate' | 'chunk' | undefined {
+  if (v === undefined) return undefined;
+  if (v !== 'truncate' && v !== 'chunk') throw new UsageError(`--long-prompts must be truncate or chunk, got "${v}"`);
+  return v;
+}

@@ -12,7 +12,7 @@ import { Inpaint } from '../pipelines/inpaint.js';
 import { MAX_STEPS } from '../pipelines/inputs.js';
 import { TextToImage } from '../pipelines/text-to-image.js';
 import { defaultImageShape, loadPreset } from '../presets/index.js';
-import { MODEL_FLAGS, SAMPLER_FLAGS, UsageError, intArg, numArg, runtimeArgs, samplerArgs, tileArg } from './args.js';
+import { MODEL_FLAGS, SAMPLER_FLAGS, UsageError, intArg, longPromptsArg, loraArg, numArg, runtimeArgs, samplerArgs, tileArg } from './args.js';
 
 const HELP = `Usage: sd3 generate -p PROMPT [options]
 
@@ -41,6 +41,11 @@ const HELP = `Usage: sd3 generate -p PROMPT [options]
       --low-memory             release each model once it is no longer needed
       --vae-tile N[,OVERLAP]   decode in tiles of N latent cells (default overlap N/4): far less memory for
                                large images, not exactly the untiled result
+      --lora FILE[:SCALE]      apply a LoRA to the MMDiT (diffusers, kohya or ComfyUI file; scale default 1);
+                               repeat for several
+      --long-prompts MODE      truncate (default: CLIP reads the first 75 tokens) or chunk (77-token CLIP
+                               windows, T5 up to 256 tokens)
+      --prompt-weights         read A1111 emphasis: (word), ((word)), (word:1.5), [word]; \\( is a literal (
       --json                   print a JSON result on stdout
   -h, --help`;
 
@@ -101,6 +106,9 @@ export async function runGenerate(argv: string[], signal: AbortSignal): Promise<
       t5: { type: 'boolean' },
       'low-memory': { type: 'boolean' },
       'vae-tile': { type: 'string' },
+      lora: { type: 'string', multiple: true },
+      'long-prompts': { type: 'string' },
+      'prompt-weights': { type: 'boolean' },
       json: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -131,6 +139,9 @@ export async function runGenerate(argv: string[], signal: AbortSignal): Promise<
     if (n % 16 !== 0) throw new UsageError(`--${k} must be a multiple of 16, got ${n}`);
   }
   const vaeTile = v['vae-tile'] !== undefined ? tileArg(v['vae-tile']) : undefined;
+  const loras = (v.lora ?? []).map(loraArg);
+  for (const l of loras) if (!fs.existsSync(l.path)) throw new UsageError(`--lora: no such file ${l.path}`);
+  const longPrompts = longPromptsArg(v['long-prompts']);
   const outputs = outputNames(v.output ?? 'out.png', batch);
 
   const t0 = performance.now();
@@ -141,6 +152,9 @@ export async function runGenerate(argv: string[], signal: AbortSignal): Promise<
     ...(v.t5 ? { t5: true } : {}),
     ...(v['low-memory'] ? { lowMemory: true } : {}),
     ...(vaeTile ? { vaeTile } : {}),
+    ...(loras.length ? { loras } : {}),
+    ...(longPrompts ? { longPrompts } : {}),
+    ...(v['prompt-weights'] ? { promptWeights: true } : {}),
     ...(loadProgress ? { onProgress: loadProgress } : {}),
     signal,
   });
@@ -157,6 +171,13 @@ export async function runGenerate(argv: string[], signal: AbortSignal): Promise<
   };
   let images: RGBImage[];
   const { backbone, preprocessor, imageShape } = loaded;
+  if (!v.json) {
+    for (const l of backbone.loras) {
+      const where = Object.entries(l.modulesByModel).map(([m, n]) => `${n} ${m}`).join(', ');
+      process.stderr.write(`sd3 generate: LoRA ${path.basename(l.path)} x${l.scale}: ${where} modules (${l.formats.join(', ')})${l.ignoredKeys ? `, ${l.ignoredKeys} keys ignored (not for these models)` : ''}\n`);
+    }
+    process.stderr.write(`sd3 generate: long prompts: ${longPrompts ?? 'truncate'}${v['prompt-weights'] ? ', prompt weights on' : ''}\n`);
+  }
   try {
     if (image && mask) {
       images = ([] as RGBImage[]).concat(await new Inpaint(backbone, preprocessor, imageShape).generate({ images: image, masks: mask, prompts, negativePrompts }, options));
@@ -166,7 +187,7 @@ export async function runGenerate(argv: string[], signal: AbortSignal): Promise<
       images = await new TextToImage(backbone, preprocessor, imageShape).generate({ prompts, negativePrompts }, options);
     }
     if (images.some((img) => generationParameters(img)?.promptTruncated)) {
-      process.stderr.write('sd3 generate: warning: the prompt is longer than CLIP reads (75 tokens); its end was ignored\n');
+      process.stderr.write('sd3 generate: warning: the prompt is longer than CLIP reads (75 tokens); its end was ignored (--long-prompts chunk reads it all)\n');
     }
     // Written only once every image exists, each atomically; an interrupt or a failure while saving a batch
     // removes the images this run already wrote: a run leaves all its files or none.

@@ -174,9 +174,9 @@ function encoderLayer(nn: NN, p: string, x: Value, mask: Value, c: CLIPTextConfi
  * [B, P, W], `pooled` [B, W], `pooled_projected` [B, projectionDim], and with `debug` `hidden_states`
  * [layers + 1, B, P, W] (embeddings, then the stream after each layer).
  */
-export function buildCLIPTextModel(store: WeightStore, config: CLIPTextConfig, opts: { debug?: boolean; quant?: QuantizedLinears } = {}): BuiltModel {
+export function buildCLIPTextModel(store: WeightStore, config: CLIPTextConfig, opts: { debug?: boolean; quant?: QuantizedLinears; lora?: ReadonlySet<string> } = {}): BuiltModel {
   const g = new GraphBuilder('clip_text');
-  const nn: NN = { g, w: store, ...(opts.quant ? { quant: opts.quant } : {}) };
+  const nn: NN = { g, w: store, ...(opts.quant ? { quant: opts.quant } : {}), ...(opts.lora?.size ? { lora: opts.lora } : {}) };
   const P = config.maxPositionEmbeddings;
   const ids = g.input('input_ids', 'int64', ['B', P]);
 
@@ -229,6 +229,8 @@ export interface CLIPLoadOptions extends RuntimeOptions {
   readonly halfWeights?: boolean;
   /** Pre-quantized Linear weights (int8 path). */
   readonly quant?: QuantizedLinears;
+  /** Linear weights with a LoRA branch whose factors are fed at run time (see src/lora, `setBranchFeeds`). */
+  readonly loraSlots?: ReadonlySet<string>;
 }
 
 /**
@@ -239,12 +241,21 @@ export interface CLIPLoadOptions extends RuntimeOptions {
  *   const { penultimate, pooled } = await clipL.encode(ids); // ids: int64 [B, 77]
  */
 export class CLIPTextEncoder {
+  private branchFeeds: Readonly<Record<string, Tensor>> = {};
+
   private constructor(readonly config: CLIPTextConfig, private readonly session: Session, readonly label: string) {}
+
+  /** The inputs of every LoRA branch (src/lora/branches.ts); replaces the previous ones. */
+  setBranchFeeds(feeds: Readonly<Record<string, Tensor>>): void {
+    const missing = this.session.inputNames.filter((n) => n.startsWith('lora:') && !(n in feeds));
+    if (missing.length) throw new SD3Error(`${this.label}: LoRA branch inputs missing: ${missing.slice(0, 3).join(', ')}`);
+    this.branchFeeds = feeds;
+  }
 
   static async load(store: WeightStore, config: Partial<CLIPTextConfig> = {}, opts: CLIPLoadOptions = {}): Promise<CLIPTextEncoder> {
     const label = opts.label ?? 'CLIP text encoder';
     const full = inferCLIPTextConfig(store, config);
-    const built = buildCLIPTextModel(store, full, { debug: opts.debug ?? false, ...(opts.quant ? { quant: opts.quant } : {}) });
+    const built = buildCLIPTextModel(store, full, { debug: opts.debug ?? false, ...(opts.quant ? { quant: opts.quant } : {}), ...(opts.loraSlots ? { lora: opts.loraSlots } : {}) });
     const session = await Session.create(label, built, {
       ...runtimeOptions(opts),
       halfWeights: opts.halfWeights ?? (opts.quant ? false : 'on-cpu'),
@@ -255,7 +266,8 @@ export class CLIPTextEncoder {
   /** Encodes int64 ids [B, maxPositionEmbeddings] (one padded 77-token chunk per prompt). */
   async encode(ids: Tensor): Promise<CLIPTextOutput> {
     checkIds(this.label, ids, { vocab: this.config.vocabSize, length: this.config.maxPositionEmbeddings });
-    const out = await this.session.run({ input_ids: ids });
+    if (this.session.inputNames.length > 1 && Object.keys(this.branchFeeds).length === 0) throw new SD3Error(`${this.label}: loaded with LoRA branches but no LoRA feeds were set (setBranchFeeds)`);
+    const out = await this.session.run({ ...this.branchFeeds, input_ids: ids });
     const f32 = (name: string) => out[name] as Tensor<'float32'>;
     return {
       penultimate: f32('penultimate'),

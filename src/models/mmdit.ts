@@ -32,6 +32,11 @@ export interface MMDiTLoadOptions extends RuntimeOptions {
    * but the session runs unoptimised. Default off (int8 is the smaller and faster way to fit 3.5 Large).
    */
   readonly halfWeights?: boolean;
+  /**
+   * Weights that get a low-rank branch whose factors are fed at run time (LoRA, see src/lora): `setBranchFeeds`
+   * switches them without rebuilding the session.
+   */
+  readonly loraSlots?: ReadonlySet<string>;
 }
 
 export type MMDiTDebug = Record<'model_output' | 'pos_embed_cropped' | Exclude<(typeof MMDIT_DEBUG_OUTPUTS)[number], 'context_after_block'>, Tensor<'float32'>>
@@ -48,16 +53,25 @@ export interface LayerSkip {
 
 export class MMDiT {
   private readonly crops = new Map<string, Tensor<'float32'>>();
+  private branchFeeds: Readonly<Record<string, Tensor>> | undefined;
 
-  private constructor(readonly config: MMDiTConfig, private readonly session: Session, readonly hasDebugOutputs: boolean, private readonly posEmbed: WeightRef) {}
+  private constructor(readonly config: MMDiTConfig, private readonly session: Session, readonly hasDebugOutputs: boolean, private readonly posEmbed: WeightRef, readonly loraSlots: ReadonlySet<string>) {}
 
   static async load(store: WeightStore, opts: MMDiTLoadOptions = {}): Promise<MMDiT> {
     const config = inferMMDiTConfig(store);
     const g = new GraphBuilder('mmdit');
-    buildMMDiTGraph({ g, w: store, quant: opts.quant }, config, { debug: opts.debug ?? false });
+    const slots = opts.loraSlots ?? new Set<string>();
+    buildMMDiTGraph({ g, w: store, quant: opts.quant, ...(slots.size ? { lora: slots } : {}) }, config, { debug: opts.debug ?? false });
     const built = g.build();
     const session = await Session.create(`MMDiT (${describeMMDiT(config)})`, built, { ...runtimeOptions(opts), spin: opts.spin ?? false, ...(opts.halfWeights ? { halfWeights: true } : {}) });
-    return new MMDiT(config, session, opts.debug ?? false, store.get('pos_embed'));
+    return new MMDiT(config, session, opts.debug ?? false, store.get('pos_embed'), slots);
+  }
+
+  /** The inputs of every LoRA branch (from src/lora/branches.ts); replaces the previous ones. */
+  setBranchFeeds(feeds: Readonly<Record<string, Tensor>>): void {
+    const missing = this.session.inputNames.filter((n) => n.startsWith('lora:') && !(n in feeds));
+    if (missing.length) throw new SD3Error(`MMDiT: LoRA branch inputs missing: ${missing.slice(0, 3).join(', ')}`);
+    this.branchFeeds = feeds;
   }
 
   /**
@@ -107,9 +121,10 @@ export class MMDiT {
 
   private feeds(x: Tensor, t: Tensor, y: Tensor, context: Tensor, skip: LayerSkip): Record<string, Tensor> {
     checkMMDiTInputs(this.config, x, t, y, context);
+    if (this.loraSlots.size && !this.branchFeeds) throw new SD3Error('MMDiT: loaded with LoRA branches but no LoRA feeds were set (setBranchFeeds)');
     const [batch, , height, width] = x.shape as [number, number, number, number];
     const p = this.config.patchSize;
-    return { x, t, y, context, pos_embed_cropped: this.positionCrop(height / p, width / p), skip_layers: skipMask(this.config, batch, skip) };
+    return { ...this.branchFeeds, x, t, y, context, pos_embed_cropped: this.positionCrop(height / p, width / p), skip_layers: skipMask(this.config, batch, skip) };
   }
 }
 

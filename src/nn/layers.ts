@@ -20,6 +20,37 @@ export interface NN {
   readonly g: GraphBuilder;
   readonly w: WeightStore;
   readonly quant?: QuantizedLinears;
+  /** Weights that get a low-rank (LoRA) branch whose factors are graph inputs (see src/lora). */
+  readonly lora?: ReadonlySet<string>;
+}
+
+/**
+ * The graph inputs of the LoRA branch on weight `name`: y += (x @ down) @ up + bias, with down [in, R] and
+ * up [R, out] (a convolution: down [R, C, kh, kw] as a kernel with the layer's stride, up [out, R, 1, 1]).
+ * R is dynamic, so the factors of any set of LoRAs can be fed to one session.
+ */
+export function loraInputNames(name: string): { readonly down: string; readonly up: string; readonly bias: string } {
+  return { down: `lora:${name}:down`, up: `lora:${name}:up`, bias: `lora:${name}:bias` };
+}
+
+/** Adds the LoRA branch of `name` (when the graph has one) to the layer's output y. */
+function loraBranch(nn: NN, name: string, x: Value, y: Value, conv?: { inChannels: number; kernel: readonly number[]; opts: { stride?: number; pads?: [number, number, number, number] } }): Value {
+  if (!nn.lora?.has(name)) return y;
+  const { g } = nn;
+  const shape = nn.w.get(name).shape;
+  const out = shape[0]!;
+  const n = loraInputNames(name);
+  const rank = `lora_rank:${name}`;
+  const bias = g.input(n.bias, 'float32', [out]);
+  if (conv) {
+    const down = g.input(n.down, 'float32', [rank, conv.inChannels, ...conv.kernel]);
+    const up = g.input(n.up, 'float32', [out, rank, 1, 1]);
+    const low = g.conv(g.conv(x, down, undefined, conv.opts), up, bias);
+    return g.add(y, low);
+  }
+  const down = g.input(n.down, 'float32', [shape[1]!, rank]);
+  const up = g.input(n.up, 'float32', [rank, out]);
+  return g.add(y, g.add(g.matmul(g.matmul(x, down), up), bias));
 }
 
 /** A stored parameter as a float32 value. */
@@ -40,9 +71,9 @@ export function linear(nn: NN, prefix: string, x: Value, opts: { bias?: boolean 
   if (q) {
     const inputs = [x, g.rawWeight(q.weight), g.weight(q.scale), g.rawWeight(q.zeroPoint)];
     if (bias) inputs.push(bias);
-    return g.node('DynamicQuantizeMatMul', inputs, undefined, 'com.microsoft');
+    return loraBranch(nn, `${prefix}.weight`, x, g.node('DynamicQuantizeMatMul', inputs, undefined, 'com.microsoft'));
   }
-  return g.linear(x, param(nn, `${prefix}.weight`), bias);
+  return loraBranch(nn, `${prefix}.weight`, x, g.linear(x, param(nn, `${prefix}.weight`), bias));
 }
 
 /** LayerNorm over the last axis with `${prefix}.weight` / `${prefix}.bias`. */
@@ -60,5 +91,8 @@ export function layerNormPlain(nn: NN, x: Value, width: number, eps: number): Va
 /** Conv2d (NCHW) with `${prefix}.weight` [out, in, kh, kw] and `${prefix}.bias`. */
 export function conv2d(nn: NN, prefix: string, x: Value, opts: { stride?: number; pads?: [number, number, number, number] } = {}): Value {
   const bias = nn.w.has(`${prefix}.bias`) ? param(nn, `${prefix}.bias`) : undefined;
-  return nn.g.conv(x, param(nn, `${prefix}.weight`), bias, opts);
+  const y = nn.g.conv(x, param(nn, `${prefix}.weight`), bias, opts);
+  if (!nn.lora?.has(`${prefix}.weight`)) return y;
+  const shape = nn.w.get(`${prefix}.weight`).shape;
+  return loraBranch(nn, `${prefix}.weight`, x, y, { inChannels: shape[1]!, kernel: shape.slice(2), opts });
 }

@@ -11,6 +11,7 @@ import { type CLIPTextConfig, CLIPTextEncoder, buildCLIPTextModel, inferCLIPText
 import { sd3Conditioning } from '../models/conditioning.js';
 import { MMDiT, type MMDiTConfig, buildMMDiTGraph, inferMMDiTConfig, mmditVariant } from '../models/mmdit.js';
 import { GraphBuilder } from '../onnx/builder.js';
+import { LoraManager, type LoraReport, type LoraSpec, checkLoraSpecs } from '../lora/index.js';
 import { LinearRecorder } from '../quant/int8.js';
 import { type T5Config, T5Encoder, buildT5EncoderModel, inferT5Config } from '../models/t5.js';
 import { VAE, fromModelSpace, samplePosterior, toModelSpace } from '../models/vae.js';
@@ -23,6 +24,7 @@ import type { RGBImage } from '../image/image.js';
 import { type PromptEmbedding, type SampleOptions, sampleLatents } from './denoise.js';
 import { type LatentProjection, fitLatentPreview, projectLatent } from './preview.js';
 import { type SamplingDefaults, samplingDefaults } from './model-defaults.js';
+import { firstWindows, joinWindows, weightTokens } from './prompt-weights.js';
 import type { TokenIds } from './preprocessor.js';
 
 /** Where each model's weights are (names without component prefixes) and what the shapes cannot tell. */
@@ -79,6 +81,11 @@ export interface BackboneOptions {
   readonly mmditHalfWeights?: boolean;
   /** Decode in overlapping tiles of this many latent cells (off by default). */
   readonly vaeTile?: { readonly size: number; readonly overlap: number };
+  /**
+   * LoRA files for the MMDiT (diffusers/PEFT, kohya or ComfyUI form), each with its scale (default 1). Given
+   * (even as []), the MMDiT is built with low-rank branches so that `setLoras` switches without a reload.
+   */
+  readonly loras?: readonly LoraSpec[];
 }
 
 /** A model loaded on first use, releasable (exported for its tests). */
@@ -111,6 +118,7 @@ export class SD3Backbone {
   private readonly t5: Lazy<T5Encoder> | undefined;
   private readonly mmdit: Lazy<MMDiT>;
   private readonly vae: Lazy<VAE>;
+  private lora: LoraManager | undefined;
   private vaeFactor: number | undefined;
   private projection: Promise<LatentProjection> | undefined;
 
@@ -142,18 +150,34 @@ export class SD3Backbone {
       canQuantize && options.t5Dtype !== 'float32' ? { quant: await quantized('t5', t5LinearNames(store, weights.t5Config), signal) } : {};
     const clipQuant = async (m: 'clipL' | 'clipG', store: WeightStore, config: Partial<CLIPTextConfig> | undefined, signal?: AbortSignal): Promise<{ quant?: QuantizedLinears }> =>
       options.clipDtype === 'int8' && canQuantize ? { quant: await quantized(m, clipLinearNames(store, config), signal) } : {};
-    this.clipL = new Lazy(async (signal) => CLIPTextEncoder.load(weights.clipL, weights.clipLConfig ?? {}, { ...runtime, label: 'CLIP-L', ...(await clipQuant('clipL', weights.clipL, weights.clipLConfig, signal)) }));
-    this.clipG = new Lazy(async (signal) => CLIPTextEncoder.load(weights.clipG, weights.clipGConfig ?? {}, { ...runtime, label: 'CLIP-G', ...(await clipQuant('clipG', weights.clipG, weights.clipGConfig, signal)) }));
+    // With LoRAs, the CLIP encoders get branches too (text-encoder keys of the files), fed like the MMDiT's.
+    const clipLoad = async (m: 'clipL' | 'clipG', store: WeightStore, config: Partial<CLIPTextConfig> | undefined, label: string, signal?: AbortSignal) => {
+      const lora = this.lora;
+      const enc = await CLIPTextEncoder.load(store, config ?? {}, { ...runtime, label, ...(await clipQuant(m, store, config, signal)), ...(lora ? { loraSlots: lora.slotsOf(m) } : {}) });
+      if (lora) enc.setBranchFeeds(lora.feeds(m));
+      return enc;
+    };
+    this.clipL = new Lazy((signal) => clipLoad('clipL', weights.clipL, weights.clipLConfig, 'CLIP-L', signal));
+    this.clipG = new Lazy((signal) => clipLoad('clipG', weights.clipG, weights.clipGConfig, 'CLIP-G', signal));
     // An int8 T5 runs on the CPU whatever the device (see the int8 note above); it runs once per generation.
     this.t5 = weights.t5 ? new Lazy(async (signal) => {
       const q = await t5Quant(weights.t5!, signal);
       return T5Encoder.load(weights.t5!, weights.t5Config ?? {}, { ...runtime, ...(q.quant ? { device: 'cpu' as const } : {}), label: 'T5-XXL', ...q });
     }) : undefined;
+    if (options.loras !== undefined) {
+      this.lora = this.newLoraManager();
+      this.lora.select(checkLoraSpecs(options.loras));
+    }
     const halfWeights = !int8 && (options.mmditHalfWeights ?? mmditTooLargeForFloat32(weights.mmdit, this.mmditConfig));
-    this.mmdit = new Lazy(async (signal) => MMDiT.load(weights.mmdit, {
-      ...runtime, spin: options.spin ?? true, ...(int8 ? { quant: await quantized('mmdit', mmditInt8LinearNames(weights.mmdit), signal) } : {}),
-      ...(halfWeights ? { halfWeights } : {}),
-    }));
+    this.mmdit = new Lazy(async (signal) => {
+      const lora = this.lora;
+      const m = await MMDiT.load(weights.mmdit, {
+        ...runtime, spin: options.spin ?? true, ...(int8 ? { quant: await quantized('mmdit', mmditInt8LinearNames(weights.mmdit), signal) } : {}),
+        ...(halfWeights ? { halfWeights } : {}), ...(lora ? { loraSlots: lora.slots } : {}),
+      });
+      if (lora) m.setBranchFeeds(lora.feeds());
+      return m;
+    });
     this.vae = new Lazy(() => VAE.load(weights.vae, runtime));
   }
 
@@ -161,6 +185,35 @@ export class SD3Backbone {
   get variant(): string { return mmditVariant(this.mmditConfig); }
   /** Steps, guidance and sampler when a generation names none (per model; Turbo by its name). */
   get sampling(): SamplingDefaults { return samplingDefaults(this.variant, this.weights.label); }
+
+  /** The LoRAs applied now (path, scale, formats, modules, ignored keys). */
+  get loras(): readonly LoraReport[] { return this.lora?.report() ?? []; }
+
+  /**
+   * Replaces the applied LoRAs (files are read once and kept while unchanged). A bad file refuses the whole set
+   * and the current one stays. Switching only feeds new low-rank factors to the loaded MMDiT; a backbone made
+   * without `loras` rebuilds its MMDiT once, with branches, on first use.
+   */
+  async setLoras(loras: readonly LoraSpec[]): Promise<readonly LoraReport[]> {
+    const specs = checkLoraSpecs(loras);
+    if (!this.lora) {
+      const manager = this.newLoraManager();
+      const report = manager.select(specs);
+      await Promise.all([this.mmdit.release(), this.clipL.release(), this.clipG.release()]);
+      this.lora = manager;
+      return report;
+    }
+    const report = this.lora.select(specs);
+    if (this.mmdit.loaded) (await this.mmdit.get()).setBranchFeeds(this.lora.feeds('mmdit'));
+    if (this.clipL.loaded) (await this.clipL.get()).setBranchFeeds(this.lora.feeds('clipL'));
+    if (this.clipG.loaded) (await this.clipG.get()).setBranchFeeds(this.lora.feeds('clipG'));
+    return report;
+  }
+
+  private newLoraManager(): LoraManager {
+    const w = this.weights;
+    return new LoraManager(w.mmdit, { clipL: { store: w.clipL, ...(w.clipLConfig ? { config: w.clipLConfig } : {}) }, clipG: { store: w.clipG, ...(w.clipGConfig ? { config: w.clipGConfig } : {}) } });
+  }
   get shift(): number { return this.weights.shift; }
 
   /** Pixels per latent cell (8 for SD3). */
@@ -171,9 +224,9 @@ export class SD3Backbone {
 
   /** Text embeddings of B prompts from their token ids: context [B, 77 + T, width], y [B, pooled]. */
   async encodeText(ids: TokenIds, signal?: AbortSignal): Promise<PromptEmbedding> {
-    const clipL = await (await this.clipL.get(signal)).encode(ids.clipL);
+    const clipL = await encodeWindows(await this.clipL.get(signal), ids.clipL, ids, ids.weights?.emptyClipL);
     if (this.options.lowMemory) await this.clipL.release();
-    const clipG = await (await this.clipG.get(signal)).encode(ids.clipG);
+    const clipG = await encodeWindows(await this.clipG.get(signal), ids.clipG, ids, ids.weights?.emptyClipG);
     if (this.options.lowMemory) await this.clipG.release();
     let t5: Tensor | undefined;
     if (this.t5 && !ids.t5) throw new SD3Error(`${this.weights.label}: T5-XXL is loaded but there is no T5 tokenizer (spiece.model or tokenizer.json); add one, or load without t5`);
@@ -252,6 +305,20 @@ function mmditTooLargeForFloat32(store: WeightStore, config: MMDiTConfig): boole
   const H = config.hiddenSize;
   const params = config.depth * 2 * 18 * H * H + config.dualAttentionLayers.length * 7 * H * H;
   return params * 4 > os.totalmem() / 2;
+}
+
+/**
+ * A CLIP encoder's output for token rows that may be windows of long prompts and may carry prompt weights:
+ * weights applied per window row (pipelines/prompt-weights.ts), windows joined along the sequence, pooled
+ * vectors from each prompt's first window.
+ */
+async function encodeWindows(clip: CLIPTextEncoder, rows: Tensor<'int64'>, ids: TokenIds, empty: Tensor<'int64'> | undefined): Promise<{ penultimate: Tensor<'float32'>; pooled: Tensor<'float32'>; pooledProjected: Tensor<'float32'> }> {
+  const out = await clip.encode(rows);
+  const W = ids.windows ?? 1;
+  let seq = out.penultimate;
+  if (ids.weights && empty) seq = weightTokens(seq, (await clip.encode(empty)).penultimate, ids.weights.tokens.data);
+  if (W === 1) return { penultimate: seq, pooled: out.pooled, pooledProjected: out.pooledProjected };
+  return { penultimate: joinWindows(seq, W), pooled: firstWindows(out.pooled, W), pooledProjected: firstWindows(out.pooledProjected, W) };
 }
 
 /** Throws an SD3Error naming the first option that is not one of its choices. */

@@ -11,6 +11,7 @@ import { type SkipLayerGuidance, checkSkipLayerGuidance } from '../sampler/skip-
 import { type SamplerName, checkSampler } from '../sampler/steppers.js';
 import type { StepInfo } from './denoise.js';
 import type { SamplingDefaults } from './model-defaults.js';
+import type { TextOptions } from './text-windows.js';
 
 export type PromptInput = string | readonly string[] | { readonly prompts: string | readonly string[]; readonly negativePrompts?: string | readonly string[] };
 
@@ -28,7 +29,7 @@ export interface InpaintInput extends ImagePromptInput {
   readonly masks: MaskLike | readonly MaskLike[];
 }
 
-export interface GenerateOptions {
+export interface GenerateOptions extends TextOptions {
   /** Denoising steps (default per model, README table: SD3 Medium 28 for text-to-image, 50 otherwise). */
   readonly numSteps?: number;
   /** Classifier-free guidance scale (default per model: 7.0 for SD3 Medium); <= 1 runs one pass without the negative prompt. */

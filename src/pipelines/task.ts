@@ -13,6 +13,8 @@ import type { Conditioning } from './denoise.js';
 import { type GenerateOptions, type ImageLike, type MaskLike, type Prompts, type Resolved, type TaskDefaults, maskToLatent, resolveOptions, samplerOptions, stackImages, toImageCHW } from './inputs.js';
 import { modelName, pngMetadata } from './infotext.js';
 import type { SD3Preprocessor } from './preprocessor.js';
+import type { TextOptions } from './text-windows.js';
+import * as path from 'node:path';
 
 export type TaskName = 'text-to-image' | 'image-to-image' | 'inpaint';
 
@@ -66,7 +68,7 @@ export abstract class SD3Task {
       mask = new Float32Array(B * lh * lw);
       input.masks.forEach((m, i) => mask!.set(maskToLatent(m, i, width, height, lw, lh), i * lh * lw));
     }
-    const cond = await this.encodePrompts(p, o.guidanceScale, signal);
+    const cond = await this.encodePrompts(p, o.guidanceScale, signal, options ?? {});
     const init = images ? await this.backbone.encodeImage(stackImages(images, width, height), o.seeds) : undefined;
     const noise = batchNoise(o.seeds, C * lh * lw);
     const sigmas = sigmaSchedule(o.numSteps, this.backbone.shift);
@@ -80,7 +82,7 @@ export abstract class SD3Task {
       ...(signal ? { signal } : {}),
     });
     if (signal?.aborted) throw new AbortError();
-    const out = await this.decodeImages(latent, shape, (i) => this.meta(input.task, p, o, i), cond.truncated);
+    const out = await this.decodeImages(latent, shape, (i) => this.meta(input.task, p, o, i), cond.truncated, cond.meta);
     if (signal?.aborted) throw new AbortError();
     return out;
   }
@@ -104,16 +106,27 @@ export abstract class SD3Task {
    * Positive and (when guidance > 1) negative text embeddings, and which positive prompts CLIP cut short
    * (more than 75 tokens): their images say so in their metadata (`promptTruncated`).
    */
-  protected async encodePrompts(p: Prompts, guidanceScale: number, signal?: AbortSignal): Promise<Conditioning & { readonly truncated: readonly boolean[] }> {
+  protected async encodePrompts(p: Prompts, guidanceScale: number, signal?: AbortSignal, options: TextOptions = {}): Promise<Conditioning & { readonly truncated: readonly boolean[]; readonly meta: Record<string, unknown> }> {
     // Our AbortError, as when aborted between steps (throwIfAborted would throw the signal's reason instead).
     if (signal?.aborted) throw new AbortError();
     const cfg = guidanceScale > 1;
     const all = cfg ? [...p.prompts, ...p.negatives] : p.prompts;
-    const ids = this.preprocessor.generatePreprocess(all);
+    const text: TextOptions = {
+      longPrompts: options.longPrompts ?? this.preprocessor.textOptions.longPrompts ?? 'truncate',
+      promptWeights: options.promptWeights ?? this.preprocessor.textOptions.promptWeights ?? false,
+    };
+    const ids = this.preprocessor.generatePreprocess(all, text);
     const emb = await this.backbone.encodeText(ids, signal);
     const B = p.prompts.length;
     const truncated = ids.truncated.slice(0, B);
-    if (!cfg) return { positive: emb, truncated };
+    // Recorded in every image's metadata: how the prompt was read, and the LoRAs applied.
+    const loras = this.backbone.loras;
+    const meta: Record<string, unknown> = {
+      ...(text.longPrompts === 'chunk' ? { longPrompts: 'chunk', clipWindows: ids.windows ?? 1 } : {}),
+      ...(text.promptWeights ? { promptWeights: true } : {}),
+      ...(loras.length ? { loras: loras.map((l) => ({ file: path.basename(l.path), scale: l.scale })) } : {}),
+    };
+    if (!cfg) return { positive: emb, truncated, meta };
     const rows = (t: Tensor<'float32'>, from: number, to: number) => {
       const per = t.data.length / t.shape[0]!;
       return tensor('float32', [to - from, ...t.shape.slice(1)], t.data.slice(from * per, to * per));
@@ -122,11 +135,12 @@ export abstract class SD3Task {
       positive: { context: rows(emb.context, 0, B), y: rows(emb.y, 0, B) },
       negative: { context: rows(emb.context, B, 2 * B), y: rows(emb.y, B, 2 * B) },
       truncated,
+      meta,
     };
   }
 
   /** Model-space latents -> 8-bit images carrying their generation parameters. */
-  protected async decodeImages(latent: Float32Array, shape: readonly number[], meta: (i: number) => Record<string, unknown>, truncated: readonly boolean[] = []): Promise<RGBImage[]> {
+  protected async decodeImages(latent: Float32Array, shape: readonly number[], meta: (i: number) => Record<string, unknown>, truncated: readonly boolean[] = [], extra: Record<string, unknown> = {}): Promise<RGBImage[]> {
     const image = await this.backbone.decode(tensor('float32', shape, latent));
     // NaN would be written as black pixels: a damaged checkpoint (NaN or infinite weights) is named instead.
     const bad = (image.data as Float32Array).findIndex((v) => Number.isNaN(v));
@@ -137,7 +151,7 @@ export abstract class SD3Task {
     const [B, H, W] = u8.shape as [number, number, number, number];
     const model = modelName(this.backbone.weights.label);
     return Array.from({ length: B }, (_, i) => new RGBImage(W, H, (u8.data as Uint8Array).slice(i * H * W * 3, (i + 1) * H * W * 3),
-      pngMetadata({ ...meta(i), model, ...(truncated[i] ? { promptTruncated: true } : {}) }, VERSION)));
+      pngMetadata({ ...meta(i), model, ...extra, ...(truncated[i] ? { promptTruncated: true } : {}) }, VERSION)));
   }
 
   async dispose(): Promise<void> {

@@ -19,13 +19,15 @@ import { type BackboneOptions, SD3Backbone } from '../pipelines/backbone.js';
 import type { SD3Preprocessor } from '../pipelines/preprocessor.js';
 import type { ImageShape } from '../pipelines/task.js';
 import { MODEL_PRESETS, type ModelPresetName, SD35_TEXT_ENCODERS } from './models.js';
+import { checkTextOptions } from '../pipelines/preprocessor.js';
+import type { TextOptions } from '../pipelines/text-windows.js';
 import { tinyRandomWeights } from './tiny-random.js';
 
 export const SD3_MEDIUM_DIFFUSERS_REPO = MODEL_PRESETS.stable_diffusion_3_medium.repo;
 export const PRESETS = [...Object.keys(MODEL_PRESETS) as ModelPresetName[], 'tiny-random'] as const;
 export { MODEL_PRESETS } from './models.js';
 
-export interface PresetOptions extends BackboneOptions {
+export interface PresetOptions extends BackboneOptions, TextOptions {
   /** Output size: { width, height } or KerasHub's [height, width, 3]. Default 1024x1024 (256x256 for tiny-random). */
   readonly imageShape?: ImageShape | readonly [number, number, number?];
   /** Use T5-XXL when available (default false, as KerasHub: 77 zero rows instead); see README "Memory". */
@@ -75,6 +77,17 @@ const HUB_ID = /^(?:hf:\/\/)?([\w.-]+\/[\w.-]+)(?:\/(.+\.safetensors))?$/;
 
 export async function loadPreset(preset: string, opts: PresetOptions = {}): Promise<LoadedPreset> {
   if (typeof preset !== 'string' || preset.length === 0) throw new SD3Error(`preset must be a name, a path or a hub id, got ${JSON.stringify(preset)}`);
+  const text: TextOptions = {
+    ...(opts.longPrompts !== undefined ? { longPrompts: opts.longPrompts } : {}),
+    ...(opts.promptWeights !== undefined ? { promptWeights: opts.promptWeights } : {}),
+  };
+  checkTextOptions(text);
+  const loaded = await loadPresetModels(preset, opts);
+  loaded.preprocessor.textOptions = text;
+  return loaded;
+}
+
+async function loadPresetModels(preset: string, opts: PresetOptions): Promise<LoadedPreset> {
   const backboneOpts: BackboneOptions = opts;
   if (preset === 'tiny-random') {
     const { weights, preprocessor } = tinyRandomWeights();

@@ -93,3 +93,64 @@ export function firstCodePoints(text: string, n: number): string {
   }
   return text.slice(0, units);
 }
+
+/** A run of prompt text and its emphasis weight (A1111 syntax, `promptAttention`). */
+export interface WeightedText { readonly text: string; readonly weight: number }
+
+/** `(`…`)` multiplies by this, `[`…`]` divides by it (A1111). */
+export const EMPHASIS = 1.1;
+
+/**
+ * A1111's emphasis syntax: `(text)` x1.1 (nested: x1.21, ...), `[text]` /1.1, `(text:1.5)` x1.5 (multiplying any
+ * enclosing weight), `\(` `\)` `\[` `\]` `\\` literal. An unclosed bracket weights to the end of the prompt;
+ * a stray closing one is text. The number after `:` must be one Python's float() reads (as the reference
+ * syntax above); otherwise `:` is text. Adjacent runs of equal weight are merged.
+ */
+export function promptAttention(text: string): WeightedText[] {
+  const runs: { text: string; weight: number }[] = [];
+  const round: number[] = [];
+  const square: number[] = [];
+  const scale = (from: number, by: number) => { for (let k = from; k < runs.length; k++) runs[k]!.weight *= by; };
+  const push = (t: string) => { if (t) runs.push({ text: t, weight: 1 }); };
+  let i = 0;
+  let plain = '';
+  const flush = () => { push(plain); plain = ''; };
+  while (i < text.length) {
+    const ch = text[i]!;
+    if (ch === '\\' && i + 1 < text.length && '()[]\\'.includes(text[i + 1]!)) {
+      plain += text[i + 1];
+      i += 2;
+      continue;
+    }
+    if (ch === '(' || ch === '[') {
+      flush();
+      (ch === '(' ? round : square).push(runs.length);
+      i++;
+      continue;
+    }
+    if (ch === ':' && round.length) {
+      const close = text.indexOf(')', i);
+      const num = close > 0 ? text.slice(i + 1, close) : '';
+      if (close > 0 && isPythonFloat(num) && /^\s*[+-]?[\d.]+\s*$/.test(num)) {
+        flush();
+        scale(round.pop()!, Number(num));
+        i = close + 1;
+        continue;
+      }
+    }
+    if (ch === ')' && round.length) { flush(); scale(round.pop()!, EMPHASIS); i++; continue; }
+    if (ch === ']' && square.length) { flush(); scale(square.pop()!, 1 / EMPHASIS); i++; continue; }
+    plain += ch;
+    i++;
+  }
+  flush();
+  for (const from of round) scale(from, EMPHASIS);
+  for (const from of square) scale(from, 1 / EMPHASIS);
+  const merged: WeightedText[] = [];
+  for (const r of runs) {
+    const last = merged[merged.length - 1];
+    if (last && last.weight === r.weight) merged[merged.length - 1] = { text: last.text + r.text, weight: r.weight };
+    else merged.push({ ...r });
+  }
+  return merged.length ? merged : [{ text: '', weight: 1 }];
+}

@@ -12,10 +12,11 @@ import { checkVAE } from './check-vae.js';
 import { checkInpaint, checkSampler } from './check-sampler.js';
 import { checkTokenizer } from './check-tokenizer.js';
 import { checkDiffusersLayout } from './check-diffusers-layout.js';
+import { checkLora } from './check-lora.js';
 
 export const COMPONENTS = [
   'tokenizer', 'clip_l', 'clip_g', 't5xxl', 'conditioning', 'mmdit', 'vae', 'sampler', 'inpaint_kerashub',
-  'diffusers_layout', 'safetensors_dtypes',
+  'diffusers_layout', 'safetensors_dtypes', 'lora',
 ] as const;
 export type Component = (typeof COMPONENTS)[number];
 
@@ -31,4 +32,5 @@ export const CHECKERS: Partial<Record<Component, Checker>> = {
   inpaint_kerashub: checkInpaint,
   tokenizer: checkTokenizer,
   diffusers_layout: checkDiffusersLayout,
+  lora: checkLora,
 };
