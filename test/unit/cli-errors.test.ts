@@ -38,3 +38,23 @@ test('a batch whose second file cannot be written leaves none of its files (all 
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('Ctrl-C after the last step (during the decode) writes nothing and exits 130 (review H2)', { timeout: 120_000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sd3-cli-h2-'));
+  try {
+    let sent = false;
+    // 1024x1024 on tiny-random: one step, then a decode long enough for the signal to arrive during it.
+    const r = await runCLI(['generate', '-m', 'tiny-random', '--width', '1024', '--height', '1024', '--steps', '1', '--cfg-scale', '1', '--seed', '1',
+      '--threads', '1', '-p', 'x', '-o', path.join(dir, 'out.png')], {
+      onStderr: (child, soFar) => {
+        if (!sent && /^step 1\/1/m.test(soFar)) { sent = true; child.kill('SIGINT'); }
+      },
+    });
+    assert.ok(sent, `no last-step line seen: ${r.stderr}`);
+    assert.equal(r.code, 130, r.stderr);
+    assert.match(r.stderr, /stopped; nothing was written/);
+    assert.deepEqual(fs.readdirSync(dir), []);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
