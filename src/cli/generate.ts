@@ -85,6 +85,25 @@ function stepReporter(json: boolean): (s: StepInfo) => void {
   };
 }
 
+/**
+ * Writes the images once every one exists, each atomically; an interrupt or a failure while saving a batch
+ * removes the images this run already wrote: a run leaves all its files or none.
+ */
+async function saveAllOrNone(images: readonly RGBImage[], outputs: readonly string[], signal: AbortSignal): Promise<void> {
+  const written: string[] = [];
+  try {
+    for (let i = 0; i < images.length; i++) {
+      if (signal.aborted) throw new AbortError();
+      await images[i]!.save(outputs[i]!);
+      written.push(outputs[i]!);
+    }
+    if (signal.aborted) throw new AbortError();
+  } catch (e) {
+    for (const f of written) fs.rmSync(f, { force: true });
+    throw e;
+  }
+}
+
 export async function runGenerate(argv: string[], signal: AbortSignal): Promise<number> {
   const { values: v } = parseArgs({
     args: argv,
@@ -189,20 +208,7 @@ export async function runGenerate(argv: string[], signal: AbortSignal): Promise<
     if (images.some((img) => generationParameters(img)?.promptTruncated)) {
       process.stderr.write('sd3 generate: warning: the prompt is longer than CLIP reads (75 tokens); its end was ignored (--long-prompts chunk reads it all)\n');
     }
-    // Written only once every image exists, each atomically; an interrupt or a failure while saving a batch
-    // removes the images this run already wrote: a run leaves all its files or none.
-    const written: string[] = [];
-    try {
-      for (let i = 0; i < images.length; i++) {
-        if (signal.aborted) throw new AbortError();
-        await images[i]!.save(outputs[i]!);
-        written.push(outputs[i]!);
-      }
-      if (signal.aborted) throw new AbortError();
-    } catch (e) {
-      for (const f of written) fs.rmSync(f, { force: true });
-      throw e;
-    }
+    await saveAllOrNone(images, outputs, signal);
   } finally {
     await backbone.dispose();
   }

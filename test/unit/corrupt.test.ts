@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import { FileFormatError, SD3Error } from '../../src/core/errors.js';
@@ -58,7 +59,7 @@ describe('corrupt safetensors files', () => {
 
   it('nan-inf.safetensors: the int8 quantizer names the tensor and channel; a float32 load takes it as it is (see README)', () => {
     const f = SafetensorsFile.open(file('nan-inf.safetensors'));
-    const dir = fs.mkdtempSync(path.join(REPO, 'test', 'corrupt', '.tmp-'));
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sd3-corrupt-'));
     try {
       throwsKind(() => openInt8Cache(new SafetensorsStore([f], withPrefix('')), ['fc.weight'], 'test', { file: path.join(dir, 'c.safetensors') }), SD3Error,
         /"fc\.weight" holds NaN values \(output channel 1\)/);

@@ -1,16 +1,18 @@
 /**
  * The diffusers folder reader on copies of the diffusers_layout fixture (linked, not copied): the scheduler's
- * shift is read, a shard index may only name files in its own folder, oversized JSON is refused.
+ * shift is read, a shard index may only name files in its own folder, oversized JSON is refused; the int8 mode's
+ * cache is built through the pipeline without blocking, and an aborted build leaves nothing.
  */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { SD3Error } from '../../src/core/errors.js';
+import { AbortError, SD3Error } from '../../src/core/errors.js';
 import { writeSafetensors } from '../../src/core/safetensors.js';
 import { tensor } from '../../src/core/tensor.js';
 import { MAX_JSON_BYTES, openDiffusers, shardFileNames } from '../../src/loaders/checkpoint.js';
+import { SD3Backbone } from '../../src/pipelines/backbone.js';
 import { REPO } from '../helpers/cli.js';
 
 const FIXTURE = path.join(REPO, 'test', 'fixtures', 'diffusers_layout');
@@ -71,5 +73,43 @@ describe('diffusers folders', () => {
       fs.truncateSync(f, MAX_JSON_BYTES + 1); // sparse: no disk used
     }, ['scheduler']);
     rejects(() => openDiffusers(dir), new RegExp(`scheduler_config\\.json is ${MAX_JSON_BYTES + 1} bytes; a JSON file may be at most ${MAX_JSON_BYTES}`));
+  });
+});
+
+describe('the int8 mode through the backbone', () => {
+  /** The layout with its transformer copied (the int8 cache is written next to the real weight file). */
+  const withOwnTransformer = () => layout((d) => {
+    fs.cpSync(path.join(FIXTURE, 'transformer'), path.join(d, 'transformer'), { recursive: true });
+  }, ['transformer']);
+
+  it('builds the MMDiT cache without blocking the event loop, stops on the signal leaving nothing, then denoises', { timeout: 120_000 }, async () => {
+    const dir = withOwnTransformer();
+    const cacheFiles = () => fs.readdirSync(path.join(dir, 'transformer')).filter((f) => f.includes('int8') || f.endsWith('.tmp'));
+    const { weights } = openDiffusers(dir);
+    // One denoising step on zero conditioning of the fixture MMDiT's sizes.
+    const denoise = async (backbone: SD3Backbone, signal?: AbortSignal) => {
+      const c = backbone.mmditConfig;
+      const shape = [1, c.inChannels, 4, 4] as const;
+      const zeros = (dims: number[]) => tensor('float32', dims, new Float32Array(dims.reduce((a, b) => a * b, 1)));
+      return backbone.denoise({
+        shape, noise: new Float32Array(c.inChannels * 16).fill(0.5), sigmas: Float32Array.from([1, 0]), start: 0, guidanceScale: 1,
+        cond: { positive: { context: zeros([1, 8, c.contextInFeatures]), y: zeros([1, c.admInChannels]) } }, ...(signal ? { signal } : {}),
+      });
+    };
+    const backbone = new SD3Backbone(weights, { dtype: 'int8', threads: 1 });
+    try {
+      // Aborted while the cache is built: AbortError, no cache, no temporary file.
+      await assert.rejects(denoise(backbone, AbortSignal.abort()), (e: unknown) => e instanceof AbortError);
+      assert.deepEqual(cacheFiles(), []);
+      let ticks = 0;
+      const timer = setInterval(() => { ticks++; }, 0);
+      const out = await denoise(backbone).finally(() => clearInterval(timer));
+      assert.equal(out.length, backbone.mmditConfig.inChannels * 16);
+      assert.ok(out.every(Number.isFinite));
+      assert.deepEqual(cacheFiles(), ['diffusion_pytorch_model.mmdit.int8.safetensors']);
+      assert.ok(ticks > 0, 'the event loop never ran while the int8 model loaded');
+    } finally {
+      await backbone.dispose();
+    }
   });
 });
