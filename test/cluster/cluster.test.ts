@@ -1,0 +1,221 @@
+/**
+ * The cluster against a real redis-server (a free loopback port, a temp dir, no persistence): `sd3 worker`
+ * processes with the tiny model and a thin front end (`sd3 serve --redis --no-local-worker`) that loads no
+ * model. Concurrent OpenAI-client requests spread over both workers with the single-process images; a worker
+ * SIGKILLed mid-job loses no job (another takes it over) and duplicates none; cancel reaches the remote worker
+ * within one step; SIGTERM drains a worker; Redis stopped gives 503 in words and service resumes on its return.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { Queue } from 'bullmq';
+import OpenAI from 'openai';
+import { queueName } from '../../src/cluster/protocol.js';
+import { decodeImage } from '../../src/image/image.js';
+import { TextToImage } from '../../src/pipelines/text-to-image.js';
+import type { LoadedModel } from '../../src/server/engine.js';
+import { assertSamePixels } from '../helpers/tiny.js';
+import { tinyModel } from '../server/helpers.js';
+import {
+  type FrontEnd, type RedisServer, type WorkerProc, getJSON, startFrontEnd, startRedis, startWorkerProc, stopAll, until,
+} from './helpers.js';
+
+interface HealthWorker { id: string; pid: number; busy: boolean; jobs: string[]; jobs_done: number; state: string; alive: boolean; model: string; device: string; last_heartbeat: string }
+interface JobView { id: string; status: string; worker?: string; progress: { step: number; total: number }; stop_requested_at_step?: number; images?: { url: string; seed: number }[]; error?: { message: string } }
+
+let redis: RedisServer;
+let front: FrontEnd;
+let workers: WorkerProc[] = [];
+let model: LoadedModel;
+let bull: Queue;
+
+async function health(): Promise<{ workers: HealthWorker[]; redis: string; queue: { pending: number; running: number } }> {
+  return await getJSON(`${front.url}/api/health`) as never;
+}
+
+async function submit(body: Record<string, unknown>): Promise<string> {
+  const res = await fetch(`${front.url}/api/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  assert.equal(res.status, 202, await res.clone().text());
+  return ((await res.json()) as { id: string }).id;
+}
+
+async function job(id: string): Promise<JobView> {
+  return await getJSON(`${front.url}/api/jobs/${id}`) as never;
+}
+
+async function finished(id: string, ms = 60_000): Promise<JobView> {
+  return until(`job ${id} to finish`, async () => {
+    const j = await job(id);
+    return ['completed', 'failed', 'cancelled'].includes(j.status) ? j : undefined;
+  }, ms);
+}
+
+async function expected(prompt: string, seed: number, size: number, steps: number) {
+  const [img] = await new TextToImage(model.backbone, model.preprocessor, { width: size, height: size }).generate({ prompts: [prompt] }, { numSteps: steps, seed, guidanceScale: 7 });
+  return img!;
+}
+
+async function imageOf(j: JobView) {
+  const res = await fetch(`${front.url}${j.images![0]!.url}`);
+  assert.equal(res.status, 200);
+  return decodeImage(new Uint8Array(await res.arrayBuffer()));
+}
+
+before(async () => {
+  redis = await startRedis();
+  // Workers first (they load the model), the front end loads none.
+  [workers[0], workers[1], front] = await Promise.all([startWorkerProc(redis.url), startWorkerProc(redis.url), startFrontEnd(redis.url, ['--max-queue', '16'])]) as [WorkerProc, WorkerProc, FrontEnd];
+  model = await tinyModel();
+  bull = new Queue(queueName('tiny-random'), { connection: { host: '127.0.0.1', port: redis.port } });
+  bull.on('error', () => undefined);
+});
+
+after(async () => {
+  await bull?.close().catch(() => undefined);
+  await stopAll();
+  await model?.backbone.dispose();
+});
+
+describe('cluster: front end without a model, workers on Redis (BullMQ)', () => {
+  it('health lists both workers (model, device, not busy, a recent heartbeat) and the Redis queue', async () => {
+    const h = await until('both workers in /api/health', async () => {
+      const x = await health();
+      return x.workers.filter((w) => w.alive).length === 2 ? x : undefined;
+    });
+    assert.equal(h.redis, 'up');
+    assert.deepEqual(h.workers.map((w) => w.id).sort(), workers.map((w) => w.id).sort());
+    for (const w of h.workers) {
+      assert.equal(w.model, 'tiny-random');
+      assert.equal(w.device, 'cpu');
+      assert.equal(w.busy, false);
+      assert.ok(Date.now() - Date.parse(w.last_heartbeat) < 10_000, `heartbeat ${w.last_heartbeat}`);
+    }
+  });
+
+  it('8 concurrent OpenAI-client requests all complete, on both workers, with the single-process images', async () => {
+    const client = new OpenAI({ baseURL: `${front.url}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 120_000 });
+    const before = new Map((await health()).workers.map((w) => [w.id, w.jobs_done]));
+    const seeds = Array.from({ length: 8 }, (_, i) => 100 + i);
+    const results = await Promise.all(seeds.map((seed) => client.images.generate({ prompt: 'a red kite', size: '128x128' as '256x256', steps: 6, seed } as OpenAI.ImageGenerateParamsNonStreaming)));
+    for (const [i, r] of results.entries()) {
+      assert.equal(r.data!.length, 1);
+      assertSamePixels(decodeImage(Buffer.from(r.data![0]!.b64_json!, 'base64')), await expected('a red kite', seeds[i]!, 128, 6), `seed ${seeds[i]}`);
+    }
+    const h = await until('heartbeats after the jobs', async () => {
+      const x = await health();
+      const done = x.workers.reduce((s, w) => s + w.jobs_done - (before.get(w.id) ?? 0), 0);
+      return done === 8 ? x : undefined;
+    });
+    for (const w of h.workers) assert.ok(w.jobs_done - (before.get(w.id) ?? 0) >= 1, `worker ${w.id} did ${w.jobs_done - (before.get(w.id) ?? 0)} of the 8`);
+  });
+
+  it('SIGKILL of a worker mid-job: the job completes on the other, none lost or duplicated, the front end keeps answering', async () => {
+    const ids = await Promise.all([1, 2, 3].map((i) => submit({ prompt: 'a lighthouse', width: 384, height: 384, steps: 30, seed: 300 + i })));
+    const victim = await until('a job past step 3 on a worker', async () => {
+      for (const id of ids) {
+        const j = await job(id);
+        if (j.status === 'running' && j.worker && j.progress.step >= 3) return j;
+      }
+      return undefined;
+    });
+    const w = workers.find((x) => x.id === victim.worker)!;
+    w.child.kill('SIGKILL');
+    assert.equal(await w.exited, 'SIGKILL');
+    // While the job waits for its takeover the front end keeps answering.
+    const models = await fetch(`${front.url}/v1/models`);
+    assert.equal(models.status, 200);
+    assert.equal((await health()).redis, 'up');
+    const done = await Promise.all(ids.map((id) => finished(id, 90_000)));
+    const survivor = workers.find((x) => x !== w)!;
+    for (const [i, j] of done.entries()) assert.equal(j.status, 'completed', `job ${i}: ${JSON.stringify(j.error)}`);
+    const again = done.find((j) => j.id === victim.id)!;
+    assert.equal(again.worker, survivor.id, 'the killed worker\'s job finished on the other worker');
+    assertSamePixels(await imageOf(again), await expected('a lighthouse', 300 + ids.indexOf(victim.id) + 1, 384, 30), 'the taken-over job');
+    // BullMQ's record: each job completed once, the killed one after a second start, nothing failed.
+    for (const id of ids) {
+      const bj = await bull.getJob(id);
+      assert.equal(await bj!.getState(), 'completed');
+      assert.equal(bj!.attemptsStarted, id === victim.id ? 2 : 1, `job ${id} starts`);
+    }
+    assert.equal(await bull.getFailedCount(), 0);
+    // A replacement for the tests below.
+    workers = [survivor, await startWorkerProc(redis.url)];
+  });
+
+  it('cancel of a running job on a remote worker stops it within one step, and the worker takes the next job', async () => {
+    const id = await submit({ prompt: 'a long road', width: 512, height: 512, steps: 150, seed: 9 });
+    await until('the job past step 2', async () => (await job(id)).progress.step >= 2);
+    const res = await fetch(`${front.url}/api/jobs/${id}/cancel`, { method: 'POST' });
+    assert.equal(res.status, 200);
+    const j = await finished(id);
+    assert.equal(j.status, 'cancelled');
+    assert.ok(j.stop_requested_at_step !== undefined && j.progress.step - j.stop_requested_at_step <= 1, `stopped at step ${j.progress.step}, asked at ${j.stop_requested_at_step}`);
+    assert.ok(j.progress.step < 150);
+    const next = await finished(await submit({ prompt: 'next', steps: 2, seed: 1 }));
+    assert.equal(next.status, 'completed');
+  });
+
+  it('SIGTERM drains a worker: its running job finishes there, the next goes to the other, then it exits 0', async () => {
+    const a = await submit({ prompt: 'a slow tide', width: 512, height: 512, steps: 40, seed: 21 });
+    const running = await until('job A past step 2', async () => {
+      const j = await job(a);
+      return j.status === 'running' && j.worker && j.progress.step >= 2 ? j : undefined;
+    });
+    const w = workers.find((x) => x.id === running.worker)!;
+    const other = workers.find((x) => x !== w)!;
+    w.child.kill('SIGTERM');
+    await until('the worker draining', async () => (await health()).workers.find((x) => x.id === w.id)?.state === 'draining');
+    const b = await submit({ prompt: 'after the drain', steps: 3, seed: 22 });
+    const [ja, jb] = await Promise.all([finished(a), finished(b)]);
+    assert.equal(ja.status, 'completed');
+    assert.equal(ja.worker, w.id, 'the draining worker finished its job');
+    assert.equal(jb.status, 'completed');
+    assert.equal(jb.worker, other.id, 'the draining worker took no new job');
+    assert.equal(await w.exited, 0);
+    assert.match(w.output(), /stopped/);
+    assert.equal(await bull.getJob(a).then((x) => x!.attemptsStarted), 1);
+    workers = [other];
+  });
+
+  it('a job that kills every worker it runs on fails after --max-attempts (2) runs, with a clear error', async () => {
+    const id = await submit({ prompt: 'a poison pill', width: 384, height: 384, steps: 30, seed: 77 });
+    const killWhereRunning = async (w: WorkerProc, attempt: number) => {
+      await until(`attempt ${attempt} running on ${w.id}`, async () => {
+        const j = await job(id);
+        return j.status === 'running' && j.worker === w.id && j.progress.step >= 2;
+      }, 60_000);
+      w.child.kill('SIGKILL');
+      await w.exited;
+    };
+    await killWhereRunning(workers[0]!, 1);
+    const second = await startWorkerProc(redis.url);
+    await killWhereRunning(second, 2);
+    // The next worker's stalled-job check finds it stalled a second time and gives up on it.
+    workers = [await startWorkerProc(redis.url)];
+    const j = await finished(id, 60_000);
+    assert.equal(j.status, 'failed');
+    assert.match(j.error!.message, /workers running it stopped in the middle \(killed or out of memory\) more times than allowed/);
+    assert.equal(await bull.getJob(id).then((x) => x!.getState()), 'failed');
+  });
+
+  it('Redis stopped: 503 with a clear message (each API family); started again: service resumes', async () => {
+    await redis.stop();
+    const client = new OpenAI({ baseURL: `${front.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+    await assert.rejects(client.images.generate({ prompt: 'x', steps: 1 } as OpenAI.ImageGenerateParamsNonStreaming), (e: InstanceType<typeof OpenAI.APIError>) => {
+      assert.equal(e.status, 503);
+      assert.match(e.message, /Redis at redis:\/\/127\.0\.0\.1:\d+ does not answer/);
+      return true;
+    });
+    const a1111 = await fetch(`${front.url}/sdapi/v1/txt2img`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'x', steps: 1 }) });
+    assert.equal(a1111.status, 503);
+    assert.ok(Number(a1111.headers.get('retry-after')) >= 1);
+    assert.match(JSON.stringify(await a1111.json()), /job queue is unreachable/);
+    const h = await health();
+    assert.equal(h.redis, 'down');
+    await redis.start();
+    const res = await until('a generation after Redis returned', async () => {
+      const r = await fetch(`${front.url}/api/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'back again', steps: 2, seed: 5 }) });
+      return r.status === 200 ? r : undefined;
+    }, 30_000, 250);
+    assertSamePixels(decodeImage(new Uint8Array(await res.arrayBuffer())), await expected('back again', 5, 64, 2), 'after the restart');
+  });
+});
