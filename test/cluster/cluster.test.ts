@@ -108,6 +108,56 @@ describe('cluster: front end without a model, workers on Redis (BullMQ)', () => 
     for (const w of h.workers) assert.ok(w.jobs_done - (before.get(w.id) ?? 0) >= 1, `worker ${w.id} did ${w.jobs_done - (before.get(w.id) ?? 0)} of the 8`);
   });
 
+  it('progress crosses machines: job SSE (one progress per step, previews), A1111 progress, OpenAI partial images', async () => {
+    const id = await submit({ prompt: 'a windmill', width: 128, height: 128, steps: 8, seed: 41 });
+    const sse = await fetch(`${front.url}/api/jobs/${id}/events`);
+    const text = await sse.text();
+    const events = [...text.matchAll(/^event: (\w+)\ndata: (.*)$/gm)].map((m) => ({ event: m[1]!, data: JSON.parse(m[2]!) as Record<string, unknown> }));
+    assert.deepEqual(events.filter((e) => e.event === 'progress').map((e) => e.data.step), [1, 2, 3, 4, 5, 6, 7, 8]);
+    assert.ok(events.some((e) => e.event === 'preview' && typeof e.data.png === 'string'), 'a preview event');
+    assert.equal(events.at(-1)!.event, 'completed');
+
+    const txt2img = fetch(`${front.url}/sdapi/v1/txt2img`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'a tower', width: 384, height: 384, steps: 40, seed: 3 }) });
+    const seen: number[] = [];
+    let preview = false;
+    await until('A1111 progress at two different steps', async () => {
+      const p = await getJSON(`${front.url}/sdapi/v1/progress`) as { state: { sampling_step: number }; current_image: string | null };
+      if (p.state.sampling_step > 0 && !seen.includes(p.state.sampling_step)) seen.push(p.state.sampling_step);
+      preview ||= typeof p.current_image === 'string' && p.current_image.length > 0;
+      return seen.length >= 2 && preview;
+    }, 30_000, 20);
+    assert.ok(seen[1]! > seen[0]!, `steps ${seen}`);
+    assert.equal((await txt2img).status, 200);
+
+    const client = new OpenAI({ baseURL: `${front.url}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 120_000 });
+    const stream = await client.images.generate({ prompt: 'a kite', stream: true, partial_images: 2, steps: 6, seed: 2 } as OpenAI.ImageGenerateParamsStreaming);
+    const types: string[] = [];
+    let last: string | undefined;
+    for await (const e of stream) {
+      types.push(e.type);
+      last = e.b64_json;
+    }
+    assert.deepEqual(types, ['image_generation.partial_image', 'image_generation.partial_image', 'image_generation.completed']);
+    assertSamePixels(decodeImage(Buffer.from(last!, 'base64')), await expected('a kite', 2, 64, 6), 'streamed final image');
+  });
+
+  it('the queue bound holds across front ends: a second front end answers 429 + Retry-After from the Redis queue length', async () => {
+    const strict = await startFrontEnd(redis.url, ['--max-queue', '1']);
+    const ids = await Promise.all([1, 2, 3].map((i) => submit({ prompt: 'busy', width: 384, height: 384, steps: 150, seed: i })));
+    try {
+      await until('two running, one pending in Redis', async () => (await bull.getWaitingCount()) >= 1 && (await bull.getActiveCount()) === 2);
+      const res = await fetch(`${strict.url}/v1/images/generations`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'one more', steps: 1 }) });
+      assert.equal(res.status, 429);
+      assert.ok(Number(res.headers.get('retry-after')) >= 1);
+      assert.match(((await res.json()) as { error: { message: string } }).error.message, /pending across the cluster, at most 1/);
+    } finally {
+      await Promise.all(ids.map((id) => fetch(`${front.url}/api/jobs/${id}/cancel`, { method: 'POST' })));
+      strict.child.kill('SIGTERM');
+      assert.equal(await strict.exited, 0);
+    }
+    for (const id of ids) assert.equal((await finished(id)).status, 'cancelled');
+  });
+
   it('SIGKILL of a worker mid-job: the job completes on the other, none lost or duplicated, the front end keeps answering', async () => {
     const ids = await Promise.all([1, 2, 3].map((i) => submit({ prompt: 'a lighthouse', width: 384, height: 384, steps: 30, seed: 300 + i })));
     const victim = await until('a job past step 3 on a worker', async () => {
