@@ -6,7 +6,7 @@ import { startServer } from '../server/index.js';
 import type { LoadedModel } from '../server/engine.js';
 import { startWorker, type WorkerHandle } from '../worker/index.js';
 import { MODEL_FLAGS, UsageError, intArg, runtimeArgs } from './args.js';
-import { WORKER_FLAGS, workerOptions } from './worker.js';
+import { WORKER_FLAGS, checkRedisArg, workerOptions } from './worker.js';
 
 const HELP = `Usage: sd3 serve [-m MODEL] [options]
 
@@ -80,7 +80,10 @@ export async function runServe(argv: string[], signal: AbortSignal): Promise<num
   if (apiKey !== undefined && apiKey.length < 8) throw new UsageError('--api-key must be at least 8 characters');
   const opt = (name: string, min: number) => intArg(name, (v as Record<string, string | undefined>)[name], min);
   if (v['no-local-worker'] && !v.redis) throw new UsageError('--no-local-worker needs --redis URL (the workers that run the jobs take them from Redis)');
+  if (v.redis) checkRedisArg(v.redis);
   const localModel = !v['no-local-worker'];
+  // The local worker's flags, checked before the (long) model load.
+  const localWorker = v.redis && localModel ? workerOptions(v, v.redis, runtime.device ?? 'cpu') : undefined;
   const loading = localModel ? loadServedModel(model, imageShape, runtime, signal) : undefined;
   loading?.catch(() => undefined);
   const numbers = {
@@ -112,7 +115,7 @@ export async function runServe(argv: string[], signal: AbortSignal): Promise<num
   try {
     const first = await Promise.race([(loading ?? Promise.resolve()).then(() => 'loaded' as const), stopped.then(() => 'stopped' as const)]);
     if (first === 'loaded') {
-      if (v.redis && loading) worker = await startWorker({ ...workerOptions(v, v.redis, runtime.device ?? 'cpu'), model: await loading });
+      if (localWorker && loading) worker = await startWorker({ ...localWorker, model: await loading });
       console.log(`sd3 ready: ${handle.url}  (OpenAI: ${handle.url}/v1, A1111: ${handle.url}/sdapi/v1, jobs: ${handle.url}/api/jobs)`);
       await stopped;
     }

@@ -42,6 +42,15 @@ export const WORKER_FLAGS = {
 
 type WorkerFlags = { [K in keyof typeof WORKER_FLAGS]?: string } & { 'preview-vae'?: string; 'job-timeout'?: string };
 
+/** --redis must be a redis:// URL (a usage error otherwise). */
+export function checkRedisArg(url: string): void {
+  try {
+    redisOptions(url);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
 /** The worker's options from its flags (checked before the model loads). */
 export function workerOptions(v: WorkerFlags, url: string, device: string): Omit<WorkerOptions, 'model'> {
   const n = (name: keyof WorkerFlags, min: number) => intArg(name, v[name], min);
@@ -73,11 +82,7 @@ export async function runWorker(argv: string[], signal: AbortSignal): Promise<nu
     return 0;
   }
   if (!v.redis) throw new UsageError('--redis URL is required (the Redis the front end queues jobs in, e.g. redis://127.0.0.1:6379)');
-  try {
-    redisOptions(v.redis);
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
+  checkRedisArg(v.redis);
   const model = v.model ?? 'stable_diffusion_3_medium';
   const size = model === 'tiny-random' ? 256 : 1024;
   const imageShape = { width: intArg('width', v.width, 16, size)!, height: intArg('height', v.height, 16, size)! };

@@ -72,7 +72,16 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   let jobsDone = 0;
 
   const redis = new Redis({ ...connection, maxRetriesPerRequest: null });
-  redis.on('error', (e) => log(`redis: ${e.message}`));
+  // One line when Redis goes away and one when it is back, not one per reconnect attempt.
+  let down: string | undefined;
+  redis.on('error', (e) => {
+    if (down !== e.message) log(`redis: ${e.message} (reconnecting)`);
+    down = e.message;
+  });
+  redis.on('ready', () => {
+    if (down !== undefined) log('redis: connected again');
+    down = undefined;
+  });
   const sub = new Redis({ ...connection, maxRetriesPerRequest: null });
   sub.on('error', () => undefined);
   sub.on('message', (_channel, text) => {
@@ -169,7 +178,8 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
     maxStalledCount: Math.max(0, (opts.maxAttempts ?? 2) - 1),
     autorun: false,
   });
-  worker.on('error', (e) => log(`worker: ${e.message}`));
+  // Connection errors are reported once by the command connection above.
+  worker.on('error', (e) => { if (down === undefined && !/ECONNREFUSED|ECONNRESET|Connection is closed/.test(e.message)) log(`worker: ${e.message}`); });
   void worker.run().catch((e: Error) => log(`worker stopped: ${e.message}`));
   const ready = worker.waitUntilReady().then(async () => {
     state = 'running';

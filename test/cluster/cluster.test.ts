@@ -3,18 +3,20 @@
  * processes with the tiny model and a thin front end (`sd3 serve --redis --no-local-worker`) that loads no
  * model. Concurrent OpenAI-client requests spread over both workers with the single-process images; a worker
  * SIGKILLed mid-job loses no job (another takes it over) and duplicates none; cancel reaches the remote worker
- * within one step; SIGTERM drains a worker; Redis stopped gives 503 in words and service resumes on its return.
+ * within one step (A1111's interrupt too); images go to workers and back exactly; SIGTERM drains a worker; Redis stopped gives 503 in words and service resumes on its return.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Queue } from 'bullmq';
-import OpenAI from 'openai';
+import OpenAI, { toFile } from 'openai';
+import { PNG } from 'pngjs';
 import { queueName } from '../../src/cluster/protocol.js';
 import { decodeImage } from '../../src/image/image.js';
+import { Inpaint } from '../../src/pipelines/inpaint.js';
 import { TextToImage } from '../../src/pipelines/text-to-image.js';
 import type { LoadedModel } from '../../src/server/engine.js';
-import { assertSamePixels } from '../helpers/tiny.js';
-import { tinyModel } from '../server/helpers.js';
+import { assertSamePixels, maskImage } from '../helpers/tiny.js';
+import { picture, tinyModel } from '../server/helpers.js';
 import {
   type FrontEnd, type RedisServer, type WorkerProc, getJSON, startFrontEnd, startRedis, startWorkerProc, stopAll, until,
 } from './helpers.js';
@@ -139,6 +141,35 @@ describe('cluster: front end without a model, workers on Redis (BullMQ)', () => 
     }
     assert.deepEqual(types, ['image_generation.partial_image', 'image_generation.partial_image', 'image_generation.completed']);
     assertSamePixels(decodeImage(Buffer.from(last!, 'base64')), await expected('a kite', 2, 64, 6), 'streamed final image');
+  });
+
+  it('image inputs cross machines: OpenAI edits with an alpha mask is the library\'s inpainting', async () => {
+    const client = new OpenAI({ baseURL: `${front.url}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 120_000 });
+    const input = picture(64, 64, 3);
+    const edit = (x: number) => x < 32;
+    const alpha = new PNG({ width: 64, height: 64 });
+    for (let i = 0; i < 64 * 64; i++) alpha.data[i * 4 + 3] = edit(i % 64) ? 0 : 255;
+    const res = await client.images.edit({
+      image: await toFile(input.toPNG(), 'in.png', { type: 'image/png' }), mask: await toFile(PNG.sync.write(alpha), 'mask.png', { type: 'image/png' }),
+      prompt: 'a door', steps: 4, seed: 9,
+    } as OpenAI.ImageEditParamsNonStreaming);
+    const want = await new Inpaint(model.backbone, model.preprocessor, { width: 64, height: 64 })
+      .generate({ images: input, masks: maskImage(64, 64, edit), prompts: 'a door' }, { numSteps: 4, seed: 9 });
+    assertSamePixels(decodeImage(Buffer.from(res.data![0]!.b64_json!, 'base64')), want, 'remote inpainting vs Inpaint');
+  });
+
+  it('A1111 interrupt reaches the remote worker: it stops within one step and returns what its latent shows', async () => {
+    const running = fetch(`${front.url}/sdapi/v1/txt2img`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'a bridge', width: 384, height: 384, steps: 150, seed: 4 }) });
+    const id = await until('the txt2img job past step 2', async () => {
+      const p = await getJSON(`${front.url}/sdapi/v1/progress`) as { state: { sampling_step: number }; current_task: string | null };
+      return p.state.sampling_step >= 2 ? p.current_task : undefined;
+    }, 30_000, 20);
+    assert.equal((await fetch(`${front.url}/sdapi/v1/interrupt`, { method: 'POST' })).status, 200);
+    const r = (await (await running).json()) as { images: string[]; info: string };
+    assert.equal(r.images.length, 1);
+    assert.equal((JSON.parse(r.info) as { interrupted: boolean }).interrupted, true);
+    const j = await job(id!);
+    assert.ok(j.progress.step <= j.stop_requested_at_step! + 1 && j.progress.step < 150, `ran ${j.progress.step}, asked at ${j.stop_requested_at_step}`);
   });
 
   it('the queue bound holds across front ends: a second front end answers 429 + Retry-After from the Redis queue length', async () => {
