@@ -17,8 +17,11 @@ export const JSON_KEYWORD = 'sd3-ts';
 /** PNG keyword of the A1111 infotext. */
 export const INFOTEXT_KEYWORD = 'parameters';
 
-/** A short model name from a weights label: a file or folder's base name without `.safetensors`. */
+/** A short model name from a weights label: a file or folder's base name without `.safetensors` (a hub snapshot: its repository). */
 export function modelName(label: string): string {
+  // A Hugging Face cache snapshot (models--org--name/snapshots/<commit>): the repository's name.
+  const hub = /models--[^\\/]+--([^\\/]+)[\\/]snapshots[\\/][^\\/]+[\\/]?$/.exec(label);
+  if (hub) return hub[1]!;
   const base = path.basename(label.replace(/[\\/]+$/, ''));
   return base.replace(/\.safetensors$/i, '').replace(/ preset$/, '');
 }

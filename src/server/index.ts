@@ -199,7 +199,12 @@ export async function startServer(opts: ServerOptions): Promise<ServerHandle> {
   }
 
   function serveStatic(res: http.ServerResponse, pathname: string, headers: Record<string, string>): boolean {
-    const rel = pathname === '/' ? 'index.html' : decodeURIComponent(pathname.slice(1));
+    let rel: string;
+    try {
+      rel = pathname === '/' ? 'index.html' : decodeURIComponent(pathname.slice(1));
+    } catch {
+      return false; // malformed %-escape: no such file
+    }
     const file = path.resolve(webRoot, rel);
     if (!file.startsWith(path.resolve(webRoot) + path.sep)) return false;
     let bytes: Buffer;
@@ -292,7 +297,7 @@ export async function startServer(opts: ServerOptions): Promise<ServerHandle> {
     }
   }
 
-  const server = http.createServer({ requestTimeout: 0, headersTimeout: 30_000 }, (req, res) => { void handle(req, res); });
+  const server = http.createServer({ requestTimeout: 120_000, headersTimeout: 30_000 }, (req, res) => { void handle(req, res); });
   server.on('clientError', (_e, socket) => { if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n'); });
   await new Promise<void>((resolve, reject) => {
     server.once('error', (e: NodeJS.ErrnoException) => reject(new SD3Error(`cannot listen on ${host}:${opts.port ?? 7860}: ${e.code === 'EADDRINUSE' ? 'the port is in use' : e.code === 'EACCES' ? 'permission denied' : e.message}`, { cause: e })));

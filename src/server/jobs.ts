@@ -21,7 +21,6 @@ import {
   base64Field, checkMaskSize, decodeUpload, fitSize, luminance, maskImage, numberField, promptFields, seedField, sideField,
 } from './params.js';
 import type { Job, JobBackend, JobSpec } from './queue.js';
-import { jobKind } from './queue.js';
 
 export function nativeError(e: RequestError): { status: number; body: unknown } {
   return { status: e.status, body: { error: { code: e.code, message: e.message, field: e.param } } };
@@ -66,7 +65,7 @@ export function renderJob(job: Job, queue: JobBackend): Record<string, unknown> 
   return {
     id: job.id,
     status: job.status,
-    kind: jobKind(job.spec),
+    kind: job.kind,
     queue_position: job.status === 'queued' ? queue.position(job) : 0,
     created: job.created,
     ...(job.started ? { started: job.started } : {}),

@@ -7,6 +7,7 @@
  *                                 accepted and ignored
  *   POST /v1/images/edits         multipart: image | image[] (the first is used), mask (alpha 0 = repaint when the
  *                                 PNG has transparency, else white = repaint), the same fields as strings;
+ *                                 or JSON {images: [{image_url}], mask: {image_url}} with data: URLs;
  *                                 a mask means inpainting, no mask image-to-image
  *   GET  /v1/models, /v1/models/:id
  *   GET  /v1/images/files/:job/:n.png   what response_format "url" points at
@@ -21,7 +22,7 @@ import { TASK_DEFAULTS, stepsRun } from './engine.js';
 import { RequestError, fieldError } from './errors.js';
 import { EventStream, MiB, mediaType, readJSON, readMultipart, sendJSON } from './http.js';
 import {
-  boolField, checkMaskSize, decodeUpload, fitSize, luminance, maskImage, numberField, promptFields, seedField, sizeField, stringField,
+  base64Field, boolField, checkMaskSize, decodeUpload, fitSize, luminance, maskImage, numberField, promptFields, seedField, sizeField, stringField,
 } from './params.js';
 import type { Job, JobBackend, JobSpec, SubmitOptions } from './queue.js';
 
@@ -129,6 +130,30 @@ async function respond(job: Job, queue: JobBackend, reply: Reply, kind: 'image_g
   sendJSON(res, 200, { created, data, ...meta });
 }
 
+/** An image reference of the JSON form of edits: {image_url: data URL or base64}; file ids and web URLs are not fetched. */
+function imageRef(v: unknown, label: string): Buffer | undefined {
+  if (v === undefined || v === null) return undefined;
+  const url = typeof v === 'string' ? v : typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>).image_url : undefined;
+  if (typeof v === 'object' && v !== null && 'file_id' in v) throw fieldError(label, `${label}: file_id is not supported here; send image_url as a data: URL`);
+  return base64Field(url, label);
+}
+
+/** The edits body, multipart (the SDK's way) or JSON ({images: [{image_url}], mask: {image_url}}). */
+async function editBody(req: http.IncomingMessage): Promise<{ body: Record<string, unknown>; image?: Buffer; mask?: Buffer }> {
+  if (mediaType(req) === 'application/json') {
+    const body = await readJSON(req, EDIT_BODY);
+    const images = body.images ?? body.image;
+    const first = Array.isArray(images) ? images[0] : images;
+    const image = imageRef(first, Array.isArray(images) ? 'images.0' : 'image');
+    const mask = imageRef(body.mask, 'mask');
+    return { body, ...(image ? { image } : {}), ...(mask ? { mask } : {}) };
+  }
+  const { fields, files } = await readMultipart(req, EDIT_BODY);
+  const image = files.find((f) => f.field === 'image' || f.field === 'image[]')?.data;
+  const mask = files.find((f) => f.field === 'mask')?.data;
+  return { body: { ...fields }, ...(image ? { image } : {}), ...(mask ? { mask } : {}) };
+}
+
 /** Requests carry images of up to 4096x4096 (two files): 48 MiB in all. */
 const EDIT_BODY = 48 * MiB;
 
@@ -142,7 +167,8 @@ export const openaiRoutes: Route[] = [
   {
     method: 'GET', path: /^\/v1\/models\/(.+)$/, family: 'openai', body: 'none', limit: 0,
     async handle(_req, res, [id], ctx) {
-      const name = decodeURIComponent(id!);
+      let name = id!;
+      try { name = decodeURIComponent(id!); } catch { /* a malformed escape: compare as sent */ }
       if (name !== ctx.modelName) throw new RequestError(404, `the model "${name}" does not exist; this server has "${ctx.modelName}"`, 'not_found', 'model');
       sendJSON(res, 200, { id: ctx.modelName, object: 'model', created: 0, owned_by: 'sd3-ts' });
     },
@@ -160,20 +186,17 @@ export const openaiRoutes: Route[] = [
     },
   },
   {
-    method: 'POST', path: '/v1/images/edits', family: 'openai', body: 'multipart', limit: EDIT_BODY,
+    method: 'POST', path: '/v1/images/edits', family: 'openai', body: 'json-or-multipart', limit: EDIT_BODY,
     async handle(req, res, _p, ctx) {
       const { queue } = ctx.ready();
-      const { fields, files } = await readMultipart(req, EDIT_BODY);
-      const b: Record<string, unknown> = { ...fields };
+      const { body: b, image: imageBytes, mask: maskBytes } = await editBody(req);
       const reply = replyFields(b);
       const c = commonSpec(b, ctx);
-      const imageFile = files.find((f) => f.field === 'image' || f.field === 'image[]');
-      if (!imageFile) throw fieldError('image', 'image is required (a PNG or JPEG file in the multipart field "image" or "image[]")');
-      const image = decodeUpload(imageFile.data, 'image').image;
-      const maskFile = files.find((f) => f.field === 'mask');
+      if (!imageBytes) throw fieldError('image', 'image is required (a PNG or JPEG file in the multipart field "image" or "image[]", or JSON images: [{image_url}])');
+      const image = decodeUpload(imageBytes, 'image').image;
       let mask;
-      if (maskFile) {
-        const m = decodeUpload(maskFile.data, 'mask');
+      if (maskBytes) {
+        const m = decodeUpload(maskBytes, 'mask');
         checkMaskSize(m.image, image, 'mask');
         // OpenAI's rule: fully transparent = edit. A mask without transparency is read as white = repaint.
         mask = m.alpha ? maskImage(image.width, image.height, (i) => m.alpha![i] === 0) : maskImage(image.width, image.height, (i) => luminance(m.image, i) >= 128);
@@ -201,8 +224,3 @@ export const openaiRoutes: Route[] = [
     },
   },
 ];
-
-/** Media types the edits route takes. */
-export function isMultipart(req: http.IncomingMessage): boolean {
-  return mediaType(req) === 'multipart/form-data';
-}

@@ -94,10 +94,18 @@ export class Job {
   readonly done: Promise<void>;
   private resolveDone!: () => void;
 
-  constructor(readonly spec: JobSpec, total: number) {
+  private specValue: JobSpec;
+
+  constructor(spec: JobSpec, total: number) {
+    this.specValue = spec;
     this.kind = jobKind(spec);
     this.total = total;
     this.done = new Promise((r) => { this.resolveDone = r; });
+  }
+
+  /** What the job generates (a finished job no longer holds its input image and mask). */
+  get spec(): JobSpec {
+    return this.specValue;
   }
 
   get terminal(): boolean {
@@ -156,6 +164,9 @@ export class Job {
     this.finished = Date.now();
     this.error = error;
     this.lastStep = undefined;
+    // Input pictures can be 4096x4096: kept finished jobs keep only their results.
+    const { image: _image, mask: _mask, ...rest } = this.specValue;
+    this.specValue = rest;
     this.resolveDone();
   }
 }

@@ -7,9 +7,12 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { decodeImage, readPNGText } from '../../src/image/image.js';
+import { ImageToImage } from '../../src/pipelines/image-to-image.js';
+import { Inpaint } from '../../src/pipelines/inpaint.js';
 import { TextToImage } from '../../src/pipelines/text-to-image.js';
-import { assertSamePixels } from '../helpers/tiny.js';
-import { type SSEEvent, type TestServer, json, postJSON, readSSE, startTiny, tinyModel } from './helpers.js';
+import { startIndex } from '../../src/sampler/flow-match.js';
+import { assertSamePixels, maskImage } from '../helpers/tiny.js';
+import { type SSEEvent, type TestServer, json, maskB64, picture, postJSON, readSSE, startTiny, tinyModel } from './helpers.js';
 
 let srv: TestServer;
 
@@ -81,6 +84,27 @@ describe('jobs API', () => {
       assert.match(readPNGText(bytes).parameters!, new RegExp(`^a red barn\\nNegative prompt: fog\\nSteps: 4, Sampler: Euler, .*CFG scale: 3, Seed: ${11 + n}, Size: 96x64`));
     }
     assert.equal((await fetch(`${srv.url}/api/jobs/${job.id}/images/2.png`)).status, 404);
+  });
+
+  it('image (img2img) and image + mask (inpaint, white = repaint) give the library\'s images; the image size is the default size', async () => {
+    const input = picture(80, 48, 5);
+    const b64 = `data:image/png;base64,${input.toPNG().toString('base64')}`;
+    const run = async (body: Record<string, unknown>) => {
+      const job = await submit({ prompt: 'a wall', steps: 4, seed: 3, ...body });
+      const events = await readSSE(await fetch(`${srv.url}${job.events_url}`));
+      const done = events.at(-1)!.data as { status: string; kind: string; width: number; height: number; images: { url: string }[] };
+      assert.equal(done.status, 'completed');
+      const png = new Uint8Array(await (await fetch(`${srv.url}${done.images[0]!.url}`)).arrayBuffer());
+      return { done, image: decodeImage(png), steps: events.filter((e) => e.event === 'progress').length };
+    };
+    const i2i = await run({ image: b64, strength: 0.5 });
+    assert.deepEqual([i2i.done.kind, i2i.done.width, i2i.done.height, i2i.steps], ['image-to-image', 80, 48, 2]);
+    assertSamePixels(i2i.image, await new ImageToImage(srv.model.backbone, srv.model.preprocessor, { width: 80, height: 48 })
+      .generate({ images: input, prompts: 'a wall' }, { numSteps: 4, seed: 3, strength: 0.5 }), 'jobs img2img vs library');
+    const inpaint = await run({ image: b64, mask: maskB64(80, 48, (x) => x >= 40), width: 64, height: 64 });
+    assert.deepEqual([inpaint.done.kind, inpaint.done.width, inpaint.steps], ['inpaint', 64, 4 - startIndex(4, 0.6)]);
+    assertSamePixels(inpaint.image, await new Inpaint(srv.model.backbone, srv.model.preprocessor, { width: 64, height: 64 })
+      .generate({ images: input, masks: maskImage(80, 48, (x) => x >= 40), prompts: 'a wall' }, { numSteps: 4, seed: 3 }), 'jobs inpaint vs library');
   });
 
   it('runs one generation at a time, in order, whatever the client count', async (t) => {

@@ -90,6 +90,15 @@ describe('OpenAI Images API (openai npm client)', () => {
     const expectedInpaint = await new Inpaint(srv.model.backbone, srv.model.preprocessor, { width: 64, height: 64 })
       .generate({ images: input, masks: maskImage(64, 64, edit), prompts: 'a door' }, { numSteps: 4, seed: 9 });
     assertSamePixels(b64Image(masked.data![0]!.b64_json), expectedInpaint, 'edit with an alpha mask vs Inpaint (alpha 0 = repaint)');
+    // The JSON form of edits: images [{image_url}] and mask {image_url} as data URLs.
+    const viaJSON = await postJSON(`${srv.url}/v1/images/edits`, {
+      prompt: 'a door', steps: 4, seed: 9,
+      images: [{ image_url: `data:image/png;base64,${input.toPNG().toString('base64')}` }],
+      mask: { image_url: `data:image/png;base64,${alphaMask(64, 64, edit).toString('base64')}` },
+    });
+    assert.equal(viaJSON.status, 200);
+    const body = (await viaJSON.json()) as { data: { b64_json: string }[] };
+    assertSamePixels(b64Image(body.data[0]!.b64_json), expectedInpaint, 'JSON edit vs Inpaint');
   });
 
   it('images.edit rejects a mask of another size, naming the mask', async () => {
@@ -138,6 +147,23 @@ describe('OpenAI Images API (openai npm client)', () => {
       small.context.queue!.cancel(small.context.queue!.running!);
       await assert.rejects(running, (e: unknown) => e instanceof OpenAI.APIError);
       assert.equal((await queued).data!.length, 1);
+    } finally {
+      await small.close();
+    }
+  });
+
+  it('a client that retries (maxRetries: 2) waits the Retry-After and then gets its image', async () => {
+    const small = await startTiny({ model: srv.model, maxQueue: 0 });
+    const statuses: number[] = [];
+    small.server.on('request', (req, res) => { if (req.url === '/v1/images/generations') res.on('finish', () => statuses.push(res.statusCode)); });
+    const patient = new OpenAI({ baseURL: `${small.url}/v1`, apiKey: 'unused', maxRetries: 2, timeout: 120_000 });
+    try {
+      const first = await small.context.queue!.submit({ prompt: 'busy', negativePrompt: '', width: 64, height: 64, steps: 30, cfgScale: 7, seed: 1, batch: 1 });
+      const res = await patient.images.generate({ prompt: 'later', steps: 1, seed: 1 } as OpenAI.ImageGenerateParamsNonStreaming & Extra);
+      assert.equal(res.data!.length, 1);
+      assert.equal(first.status, 'completed');
+      assert.equal(statuses[0], 429);
+      assert.equal(statuses.at(-1), 200);
     } finally {
       await small.close();
     }

@@ -105,11 +105,18 @@ describe('bad input through every route', () => {
     await expectError(await fetch(edits, { method: 'POST', body: multipart({ prompt: 'x', image: png(pictureB64(64, 64)), mask: png(maskB64(64, 32, () => true)) }) }), 400, 'openai', /same size/, 'mask');
     await expectError(await fetch(edits, { method: 'POST', body: multipart({ prompt: 'x', n: 'lots', image: png(pictureB64(64, 64)) }) }), 400, 'openai', /n must be an integer/, 'n');
     await expectError(await fetch(edits, { method: 'POST', body: multipart({ prompt: 'x', strength: '2', image: png(pictureB64(64, 64)) }) }), 400, 'openai', /strength must be/, 'strength');
-    await expectError(await postJSON(edits, { prompt: 'x' }), 415, 'openai', /multipart\/form-data/);
+    await expectError(await fetch(edits, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'x' }), 415, 'openai', /application\/json or multipart\/form-data/);
+    await expectError(await postJSON(edits, { prompt: 'x' }), 400, 'openai', /image is required/, 'image');
+    await expectError(await postJSON(edits, { prompt: 'x', images: [{ file_id: 'file-1' }] }), 400, 'openai', /file_id is not supported/, 'images.0');
+    await expectError(await postJSON(edits, { prompt: 'x', images: [{ image_url: 'https://example.com/a.png' }] }), 400, 'openai', /URLs are not fetched/, 'images.0');
     await expectError(await fetch(`${srv.url}/v1/nothing`), 404, 'openai', /no route GET \/v1\/nothing/);
     await expectError(await fetch(`${srv.url}/v1/models/other`), 404, 'openai', /does not exist/, 'model');
     await expectError(await fetch(`${srv.url}/sdapi/v1/nothing`), 404, 'sdapi', /no route/);
     await expectError(await fetch(`${srv.url}/api/nothing`), 404, 'native', /no route/);
+    await expectError(await fetch(`${srv.url}/%E0%A4%A`), 404, 'native', /no route/);
+    await expectError(await fetch(`${srv.url}/v1/models/%E0%A4%A`), 404, 'openai', /does not exist/, 'model');
+    await expectError(await fetch(`${srv.url}/../../etc/passwd`), 404, 'native', /no route/);
+    assert.equal((await raw(`${srv.url}/%2e%2e/%2e%2e/package.json`)).status, 404);
   });
 
   it('a 50 MB body gets 413 in every family, and the server keeps serving', async () => {

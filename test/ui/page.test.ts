@@ -180,8 +180,10 @@ describe('the web page in headless Chromium', () => {
   it('image to image from a gallery result: "Use as input", Generate, the result arrives', async () => {
     const before = await galleryItems().count();
     await galleryItems().first().getByRole('button', { name: /^Use .* as input$/ }).click();
-    assert.equal(await page.getByLabel('Image to image').isChecked(), true);
+    // Loaded: the hint names the result's file and size.
+    await page.getByText('sd3-42-0.png: 96×64.', { exact: true }).waitFor();
     await page.locator('#mask-canvas').waitFor();
+    assert.equal(await page.getByLabel('Image to image').isChecked(), true);
     // The first result was 96x64: that is the input's size, and so the output's.
     assert.equal(await page.getByLabel('Width', { exact: true }).inputValue(), '96');
     assert.equal(await page.getByLabel('Height', { exact: true }).inputValue(), '64');
@@ -294,7 +296,13 @@ describe('the web page in headless Chromium', () => {
     assert.equal(await page.getByRole('button', { name: 'Cancel' }).isDisabled(), true);
   });
 
-  it('errors are shown in words: a missing prompt, and a request the server refuses naming the field', async () => {
+  it('errors are shown in words: a file that is no image, a missing prompt, a request the server refuses naming the field', async () => {
+    // A file that is no image.
+    await page.getByLabel('Image to image').check();
+    await page.getByLabel('Image', { exact: true }).setInputFiles({ name: 'notes.png', mimeType: 'image/png', buffer: Buffer.from('not a picture') });
+    await page.getByRole('alert').filter({ hasText: '"notes.png" is not an image this browser can read' }).waitFor();
+    await page.getByLabel('Text to image').check();
+
     const prompt = page.getByRole('textbox', { name: 'Prompt', exact: true });
     const saved = await prompt.inputValue();
     await prompt.fill('   ');

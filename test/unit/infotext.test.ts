@@ -52,6 +52,7 @@ describe('infotext', () => {
     assert.equal(modelName('/models/sd3_medium_incl_clips.safetensors'), 'sd3_medium_incl_clips');
     assert.equal(modelName('/hub/stable-diffusion-3-medium-diffusers/'), 'stable-diffusion-3-medium-diffusers');
     assert.equal(modelName('tiny-random preset'), 'tiny-random');
+    assert.equal(modelName('/root/.cache/huggingface/hub/models--stabilityai--stable-diffusion-3-medium-diffusers/snapshots/ea42f8cef0f178587cf766dc8129abd379c90671'), 'stable-diffusion-3-medium-diffusers');
   });
 });
 

@@ -121,7 +121,7 @@ async function loadInputImage(blob, name) {
     bitmap = await createImageBitmap(blob);
   } catch {
     ui.imageFile.value = '';
-    return showError(`"${name}" is not an image this browser can read (use a PNG or JPEG).`, 'image');
+    return showError(`"${name}" is not an image this browser can read (try a PNG or JPEG).`, 'image');
   }
   const size = fitSize(bitmap.width, bitmap.height, limits.max_width, limits.max_height);
   editor.load(bitmap, size.width, size.height);
@@ -139,6 +139,10 @@ function loadImageFile() {
 
 /** A gallery image as the input of image to image (or of inpainting, when that is the mode). */
 async function useAsInput(url, name) {
+  if (mode() === 'txt2img') {
+    ui.form.querySelector('input[name="mode"][value="img2img"]').checked = true;
+    showMode();
+  }
   let blob;
   try {
     const res = await fetch(url);
@@ -148,7 +152,6 @@ async function useAsInput(url, name) {
     return showError(`Could not fetch ${name}: ${e.message}`);
   }
   ui.imageFile.value = '';
-  if (mode() === 'txt2img') ui.form.querySelector('input[name="mode"][value="img2img"]').checked = true;
   await loadInputImage(blob, name);
   ui.imageSection.scrollIntoView({ block: 'nearest' });
 }
@@ -184,7 +187,7 @@ ui.apiKey.addEventListener('input', () => {
   setApiKey(ui.apiKey.value);
   sessionStorage.setItem('sd3-api-key', ui.apiKey.value);
 });
-for (const input of [ui.width, ui.height]) input.addEventListener('change', () => { if (!input.readOnly) input.dataset.userValue = input.value; });
+for (const input of [ui.width, ui.height]) input.addEventListener('input', () => { if (!input.readOnly) input.dataset.userValue = input.value; });
 ui.randomSeed.addEventListener('click', () => {
   ui.seed.value = String(crypto.getRandomValues(new Uint32Array(1))[0]);
 });
