@@ -57,6 +57,8 @@ export class RedisJobQueue implements JobBackend {
   /** Seconds per step per megapixel-image and per-job overhead, measured from the workers' outcomes. */
   private perStepMpx: number | undefined;
   private overhead = 0;
+  /** Seconds per job (its whole run), measured the same way; 10 s before any job finished. */
+  private jobSeconds: number | undefined;
   /** Workers alive at the last look (for estimates). */
   private workersAlive = 1;
   private lastError: string | undefined;
@@ -118,8 +120,9 @@ export class RedisJobQueue implements JobBackend {
     return own + ahead / Math.max(1, this.workersAlive);
   }
 
+  /** Seconds until a pending slot frees: the jobs over the bound, at the measured time per job, spread over the live workers. */
   private retryAfter(pending: number): number {
-    const perJob = (this.perStepMpx ?? 1) * 0.07 * 28 + this.overhead;
+    const perJob = this.jobSeconds ?? 10;
     return Math.max(1, Math.ceil((perJob * Math.max(1, pending - this.maxQueue + 1)) / Math.max(1, this.workersAlive)));
   }
 
@@ -324,6 +327,7 @@ export class RedisJobQueue implements JobBackend {
     const a = 0.5;
     this.perStepMpx = this.perStepMpx === undefined ? perStep : a * perStep + (1 - a) * this.perStepMpx;
     this.overhead = a * Math.max(0, o.seconds - o.loopSeconds) + (1 - a) * this.overhead;
+    this.jobSeconds = this.jobSeconds === undefined ? o.seconds : a * o.seconds + (1 - a) * this.jobSeconds;
   }
 
   /**
@@ -331,12 +335,15 @@ export class RedisJobQueue implements JobBackend {
    * job's state is read back; a job Redis no longer has (it restarted without its data) fails in words.
    */
   private reconciling = false;
+  private ticks = 0;
 
   private async reconcile(): Promise<void> {
     if (this.reconciling) return;
     this.reconciling = true;
     try {
       const now = Date.now();
+      // The live workers, for the estimates (health() refreshes it too).
+      if (this.ticks++ % 5 === 0) await this.health();
       for (const job of [...this.jobs.values()]) {
         if (job.terminal || now - job.created < 1000) continue;
         const bj = await withTimeout(BullJob.fromId(this.queue, job.id), this.timeoutMs, 'reading a job');

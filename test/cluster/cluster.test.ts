@@ -299,4 +299,24 @@ describe('cluster: front end without a model, workers on Redis (BullMQ)', () => 
     }, 30_000, 250);
     assertSamePixels(decodeImage(new Uint8Array(await res.arrayBuffer())), await expected('back again', 5, 64, 2), 'after the restart');
   });
+
+  it('sd3 serve --redis without --no-local-worker runs the jobs itself as one of the workers', async () => {
+    for (const w of workers) w.child.kill('SIGTERM');
+    await Promise.all(workers.map((w) => w.exited));
+    workers = [];
+    const both = await startFrontEnd(redis.url, [], true);
+    const h = await until('the serve process as a worker', async () => {
+      const x = await getJSON(`${both.url}/api/health`) as { workers: HealthWorker[] };
+      return x.workers.find((w) => w.alive && w.pid === both.child.pid) ? x : undefined;
+    });
+    assert.equal(h.workers.filter((w) => w.alive).length, 1);
+    const res = await fetch(`${both.url}/api/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'at home', steps: 2, seed: 8 }) });
+    assert.equal(res.status, 200);
+    assertSamePixels(decodeImage(new Uint8Array(await res.arrayBuffer())), await expected('at home', 8, 64, 2), 'the local worker');
+    // The thin front end's requests run there too.
+    const thin = await fetch(`${front.url}/api/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'at home', steps: 2, seed: 8 }) });
+    assert.equal(thin.status, 200);
+    both.child.kill('SIGTERM');
+    assert.equal(await both.exited, 0);
+  });
 });

@@ -109,9 +109,10 @@ export interface FrontEnd extends Proc {
   readonly url: string;
 }
 
-/** `sd3 serve --redis URL --no-local-worker` on a free port: the thin front end. */
-export async function startFrontEnd(redisUrl: string, extra: string[] = []): Promise<FrontEnd> {
-  const p = launch(process.execPath, ['--import', 'tsx', CLI, 'serve', '-m', 'tiny-random', '--redis', redisUrl, '--no-local-worker',
+/** `sd3 serve --redis URL --no-local-worker` on a free port: the thin front end (with `localWorker`, one that runs jobs too). */
+export async function startFrontEnd(redisUrl: string, extra: string[] = [], localWorker = false): Promise<FrontEnd> {
+  const p = launch(process.execPath, ['--import', 'tsx', CLI, 'serve', '-m', 'tiny-random', '--redis', redisUrl,
+    ...(localWorker ? ['--threads', '1', '--lock-ms', '3000', '--stalled-interval-ms', '1000'] : ['--no-local-worker']),
     '--port', '0', '--width', '64', '--height', '64', ...extra]);
   const m = await waitFor(p, /sd3 ready: (http:\/\/\S+)/);
   return Object.assign(p, { url: m[1]! });
