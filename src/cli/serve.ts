@@ -40,6 +40,7 @@ Scale-out (jobs in Redis with BullMQ, run by "sd3 worker" processes; see sd3 wor
       --redis URL              queue jobs in Redis (redis://HOST:PORT) for the cluster's workers
       --no-local-worker        with --redis: load no model here, only serve the APIs (a thin front end)
       --lock-ms, --stalled-interval-ms, --max-attempts, --result-ttl   the local worker's, as for sd3 worker
+                               (--job-timeout and --preview-vae too: each worker applies its own)
   -h, --help`;
 
 export async function runServe(argv: string[], signal: AbortSignal): Promise<number> {

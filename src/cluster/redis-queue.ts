@@ -186,7 +186,11 @@ export class RedisJobQueue implements JobBackend {
     return any;
   }
 
-  /** A waiting job is removed from Redis; a running one is told to stop (pub/sub now, and a key it checks on start). */
+  /**
+   * A job no worker holds is removed from Redis (BullMQ refuses, answering 0, while a worker's lock is on it);
+   * a running one is told to stop: on the control channel now, and by a key the worker reads when it picks a
+   * job up (a cancel that raced the pick-up, or a job that moves to another worker).
+   */
   private async stop(job: Job, reason: StopReason): Promise<void> {
     try {
       if (reason !== 'interrupt') {
@@ -197,16 +201,8 @@ export class RedisJobQueue implements JobBackend {
         }
       }
       const msg: ControlMessage = { id: job.id, reason };
-      await withTimeout(this.redis.multi().set(stopKey(job.id), reason, 'EX', 3600).publish(CONTROL_CHANNEL, JSON.stringify(msg)).exec(), this.timeoutMs, 'sending the cancel');
+      await withTimeout(this.redis.multi().set(stopKey(job.id), reason, 'EX', 3600).publish(CONTROL_CHANNEL, JSON.stringify(msg)).exec(), this.timeoutMs, 'sending the stop');
     } catch (e) {
-      // Locked by a worker (remove refused): it was started; tell it through the channel instead.
-      if (/locked/i.test((e as Error).message)) {
-        try {
-          const msg: ControlMessage = { id: job.id, reason };
-          await this.redis.multi().set(stopKey(job.id), reason, 'EX', 3600).publish(CONTROL_CHANNEL, JSON.stringify(msg)).exec();
-          return;
-        } catch { /* Redis went away: handled below */ }
-      }
       // Redis cannot be reached: the client is answered now; whatever the worker still does is ignored.
       if (reason !== 'interrupt') this.finishJob(job, 'cancelled', { message: `cancelled (the worker could not be told: ${(e as Error).message})`, code: 'cancelled' });
     }
