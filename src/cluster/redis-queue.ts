@@ -139,6 +139,11 @@ export class RedisJobQueue implements JobBackend {
     } catch (e) {
       throw this.unreachable(e);
     }
+    // No worker for this model: the job would wait for one that may never come; say so, as while a model loads.
+    if (this.workersAlive === 0) await this.health();
+    if (this.workersAlive === 0) {
+      throw new RequestError(503, `no sd3 worker for the model "${this.opts.model}" is running; start one with: sd3 worker -m ${this.opts.model} --redis ${this.opts.url}`, 'not_ready', null, 5);
+    }
     if (pending > 0 && pending >= this.maxQueue) {
       throw new RequestError(429, `the queue is full (${pending} pending across the cluster, at most ${this.maxQueue}); retry later`, 'queue_full', null, this.retryAfter(pending));
     }
@@ -236,7 +241,7 @@ export class RedisJobQueue implements JobBackend {
           jobs_done: w.jobsDone, concurrency: w.concurrency,
           last_heartbeat: new Date(w.lastHeartbeat).toISOString(), alive: w.state !== 'stopped' && now - w.lastHeartbeat < 3 * w.heartbeatMs,
         }));
-      this.workersAlive = workers.filter((w) => w.alive).length;
+      this.workersAlive = workers.filter((w) => w.alive && w.state !== 'draining').length;
       const pending = (counts.waiting ?? 0) + (counts.prioritized ?? 0) + (counts.delayed ?? 0);
       return {
         backend: 'redis', redis: 'up', queue_name: queueName(this.opts.model),

@@ -19,7 +19,7 @@ import {
   queueName, redisOptions, resultKey, specFromWire, stopKey,
 } from '../cluster/protocol.js';
 import { Engine, type LoadedModel } from '../server/engine.js';
-import { JobQueue } from '../server/queue.js';
+import { type Job, JobQueue } from '../server/queue.js';
 
 export interface WorkerOptions {
   readonly url: string;
@@ -67,7 +67,7 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   const engine = new Engine(opts.model, opts.previewDecodeEvery !== undefined ? { previewDecodeEvery: opts.previewDecodeEvery } : {});
   const slots: Slot[] = Array.from({ length: concurrency }, () => ({ queue: new JobQueue(engine, { maxQueue: 1, jobTimeout: opts.jobTimeout ?? 3600, keepJobs: 1 }), busy: undefined }));
   /** BullMQ job id -> the local job running it and its slot. */
-  const running = new Map<string, { job: import('../server/queue.js').Job; slot: Slot }>();
+  const running = new Map<string, { job: Job; slot: Slot }>();
   let state: WorkerInfo['state'] = 'starting';
   let jobsDone = 0;
 
@@ -96,7 +96,7 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   });
   await sub.subscribe(CONTROL_CHANNEL);
 
-  function stopLocal(r: { job: import('../server/queue.js').Job; slot: Slot }, reason: string): void {
+  function stopLocal(r: { job: Job; slot: Slot }, reason: string): void {
     if (reason === 'interrupt') r.slot.queue.interrupt();
     else r.slot.queue.cancel(r.job, reason === 'shutdown' ? 'shutdown' : 'cancel');
   }

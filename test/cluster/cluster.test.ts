@@ -300,10 +300,14 @@ describe('cluster: front end without a model, workers on Redis (BullMQ)', () => 
     assertSamePixels(decodeImage(new Uint8Array(await res.arrayBuffer())), await expected('back again', 5, 64, 2), 'after the restart');
   });
 
-  it('sd3 serve --redis without --no-local-worker runs the jobs itself as one of the workers', async () => {
+  it('no worker alive: 503 naming the command to start one; sd3 serve --redis without --no-local-worker is one', async () => {
     for (const w of workers) w.child.kill('SIGTERM');
     await Promise.all(workers.map((w) => w.exited));
     workers = [];
+    await until('no live worker in /api/health', async () => (await health()).workers.every((w) => !w.alive));
+    const none = await fetch(`${front.url}/v1/images/generations`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'anyone?', steps: 1 }) });
+    assert.equal(none.status, 503);
+    assert.match(((await none.json()) as { error: { message: string } }).error.message, /no sd3 worker for the model "tiny-random" is running; start one with: sd3 worker -m tiny-random --redis redis:/);
     const both = await startFrontEnd(redis.url, [], true);
     const h = await until('the serve process as a worker', async () => {
       const x = await getJSON(`${both.url}/api/health`) as { workers: HealthWorker[] };
