@@ -6,7 +6,7 @@ import { startServer } from '../server/index.js';
 import type { LoadedModel } from '../server/engine.js';
 import { startWorker, type WorkerHandle } from '../worker/index.js';
 import { MODEL_FLAGS, UsageError, intArg, runtimeArgs } from './args.js';
-import { WORKER_FLAGS, checkRedisArg, workerOptions } from './worker.js';
+import { WORKER_FLAGS, checkRedisArg, resultsDirArg, workerOptions } from './worker.js';
 
 const HELP = `Usage: sd3 serve [-m MODEL] [options]
 
@@ -39,6 +39,7 @@ web page, all on one model and one queue. Point clients at it:
 Scale-out (jobs in Redis with BullMQ, run by "sd3 worker" processes; see sd3 worker --help):
       --redis URL              queue jobs in Redis (redis://HOST:PORT) for the cluster's workers
       --no-local-worker        with --redis: load no model here, only serve the APIs (a thin front end)
+      --results-dir DIR        read the images workers wrote to this shared folder (their --results-dir)
       --lock-ms, --stalled-interval-ms, --max-attempts, --result-ttl   the local worker's, as for sd3 worker
                                (--job-timeout and --preview-vae too: each worker applies its own)
   -h, --help`;
@@ -93,7 +94,7 @@ export async function runServe(argv: string[], signal: AbortSignal): Promise<num
   };
   const handle = await startServer({
     ...(loading ? { model: loading } : {}),
-    ...(v.redis ? { redis: { url: v.redis } } : {}),
+    ...(v.redis ? { redis: { url: v.redis, ...(v['results-dir'] !== undefined ? { resultsDir: resultsDirArg(v['results-dir']) } : {}) } } : {}),
     imageShape,
     modelName: model,
     port,

@@ -1,4 +1,6 @@
 /** `sd3 worker`: loads one model and runs the cluster's jobs for it from Redis (src/worker) until stopped. */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { redisOptions } from '../cluster/protocol.js';
 import { type WorkerOptions, startWorker } from '../worker/index.js';
@@ -23,6 +25,8 @@ killed mid-job loses nothing: after --lock-ms another worker takes the job over.
       --max-attempts N         runs of one job at most, counting takeovers after a worker died (default 2);
                                a job that kills every worker it runs on then fails with a clear error
       --result-ttl SECONDS     images are kept in Redis this long (default 3600)
+      --results-dir DIR        write the images to DIR (a disk the front ends share, given the same
+                               --results-dir) instead of Redis; each job's files appear at once (rename)
       --job-timeout SECONDS    a running job is stopped after this long (default 3600)
       --preview-vae N          also VAE-decode a preview every N steps
       --width N, --height N    the size the model is first built for (requests bring their own)
@@ -38,6 +42,7 @@ export const WORKER_FLAGS = {
   'stalled-interval-ms': { type: 'string' },
   'max-attempts': { type: 'string' },
   'result-ttl': { type: 'string' },
+  'results-dir': { type: 'string' },
 } as const;
 
 type WorkerFlags = { [K in keyof typeof WORKER_FLAGS]?: string } & { 'preview-vae'?: string; 'job-timeout'?: string };
@@ -51,6 +56,18 @@ export function checkRedisArg(url: string): void {
   }
 }
 
+/** --results-dir: an existing folder (made if missing), as an absolute path. */
+export function resultsDirArg(dir: string): string {
+  const abs = path.resolve(dir);
+  try {
+    fs.mkdirSync(abs, { recursive: true });
+    fs.accessSync(abs, fs.constants.W_OK | fs.constants.R_OK);
+  } catch (e) {
+    throw new UsageError(`--results-dir ${JSON.stringify(dir)} cannot be used as a folder to read and write: ${(e as Error).message}`);
+  }
+  return abs;
+}
+
 /** The worker's options from its flags (checked before the model loads). */
 export function workerOptions(v: WorkerFlags, url: string, device: string): Omit<WorkerOptions, 'model'> {
   const n = (name: keyof WorkerFlags, min: number) => intArg(name, v[name], min);
@@ -61,6 +78,7 @@ export function workerOptions(v: WorkerFlags, url: string, device: string): Omit
   return {
     url, device,
     ...Object.fromEntries(Object.entries(o).filter(([, x]) => x !== undefined)),
+    ...(v['results-dir'] !== undefined ? { resultsDir: resultsDirArg(v['results-dir']) } : {}),
     log: (line) => process.stderr.write(`sd3 worker: ${line}\n`),
   };
 }

@@ -67,8 +67,9 @@ export type Progress =
 export interface JobOutcome {
   readonly status: 'completed' | 'failed' | 'cancelled';
   readonly error?: { readonly message: string; readonly code: string };
-  /** Images are in Redis under resultKey(id, n), n < images.length. */
+  /** Images are in Redis under resultKey(id, n), n < images.length, or files in the shared --results-dir. */
   readonly images: { readonly seed: number; readonly infotext: string; readonly parameters: Record<string, unknown> }[];
+  readonly store: 'redis' | 'dir';
   readonly interrupted: boolean;
   /** Steps done, and the step the worker was at when asked to stop. */
   readonly step: number;

@@ -14,8 +14,9 @@ import { RequestError } from '../server/errors.js';
 import { Job, type JobBackend, type JobResultImage, type JobSpec, type SubmitOptions } from '../server/queue.js';
 import {
   CONTROL_CHANNEL, type ControlMessage, type JobData, type JobOutcome, type Progress, type StopReason, type WorkerInfo,
-  WORKERS_KEY, queueName, redisOptions, resultKey, specToWire, stopKey, withTimeout,
+  WORKERS_KEY, queueName, redisOptions, specToWire, stopKey, withTimeout,
 } from './protocol.js';
+import { readResults } from './results.js';
 
 export interface RedisQueueOptions {
   /** redis://host:port */
@@ -32,6 +33,8 @@ export interface RedisQueueOptions {
   readonly previews?: boolean;
   /** How long one Redis call may take before the request gets a 503 (default 3000 ms). */
   readonly redisTimeoutMs?: number;
+  /** The shared folder workers started with --results-dir write images to (the same disk, mounted here). */
+  readonly resultsDir?: string;
 }
 
 /** Workers not heard from for this long are dropped from /api/health. */
@@ -302,9 +305,13 @@ export class RedisJobQueue implements JobBackend {
       this.finishJob(job, outcome.status, outcome.error ?? { message: outcome.status, code: outcome.status });
       return;
     }
+    if (outcome.store === 'dir' && this.opts.resultsDir === undefined) {
+      this.finishJob(job, 'failed', { message: `worker ${outcome.worker} wrote the images to its --results-dir, but this front end has none: start it with --results-dir on the same shared folder`, code: 'generation_failed' });
+      return;
+    }
     let pngs: (Buffer | null)[];
     try {
-      pngs = await withTimeout(outcome.images.length ? this.redis.mgetBuffer(...outcome.images.map((_, n) => resultKey(id, n))) : Promise.resolve([]), this.timeoutMs, 'reading the images');
+      pngs = await withTimeout(readResults(this.redis, outcome.store === 'dir' ? this.opts.resultsDir : undefined, id, outcome.images.length), this.timeoutMs, 'reading the images');
     } catch (e) {
       // Redis went away between the event and the read: the reconciliation poll tries again.
       this.lastError = (e as Error).message;
@@ -312,7 +319,7 @@ export class RedisJobQueue implements JobBackend {
     }
     if (job.terminal) return;
     if (pngs.some((p) => !p)) {
-      this.finishJob(job, 'failed', { message: 'the images of this job are no longer in Redis (their time ran out, or Redis lost its data)', code: 'generation_failed' });
+      this.finishJob(job, 'failed', { message: 'the images of this job are no longer stored (their time ran out, or Redis or the results folder lost them)', code: 'generation_failed' });
       return;
     }
     job.images = outcome.images.map((img, n): JobResultImage => ({ ...img, png: pngs[n]! }));

@@ -34,7 +34,7 @@ export interface ServerOptions extends QueueOptions {
    */
   readonly model?: LoadedModel | Promise<LoadedModel>;
   /** Queue the jobs in Redis (BullMQ) for `sd3 worker` processes instead of running them here (src/cluster). */
-  readonly redis?: { readonly url: string; readonly timeoutMs?: number };
+  readonly redis?: { readonly url: string; readonly timeoutMs?: number; readonly resultsDir?: string };
   /** The default image size when no model is given (a front end with no local model). */
   readonly imageShape?: { readonly width: number; readonly height: number };
   /** The name clients see (default: the checkpoint's). */
@@ -148,6 +148,7 @@ export async function startServer(opts: ServerOptions): Promise<ServerHandle> {
     queue = new RedisJobQueue({
       url: opts.redis.url, model: opts.modelName,
       ...(opts.redis.timeoutMs !== undefined ? { redisTimeoutMs: opts.redis.timeoutMs } : {}),
+      ...(opts.redis.resultsDir !== undefined ? { resultsDir: opts.redis.resultsDir } : {}),
       ...(opts.maxQueue !== undefined ? { maxQueue: opts.maxQueue } : {}),
       ...(opts.keepSeconds !== undefined ? { keepSeconds: opts.keepSeconds } : {}),
       ...(opts.keepJobs !== undefined ? { keepJobs: opts.keepJobs } : {}),

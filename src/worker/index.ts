@@ -16,8 +16,9 @@ import { type Job as BullJob, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import {
   CONTROL_CHANNEL, type ControlMessage, type JobData, type JobOutcome, type Progress, WORKERS_KEY, type WorkerInfo,
-  queueName, redisOptions, resultKey, specFromWire, stopKey,
+  queueName, redisOptions, specFromWire, stopKey,
 } from '../cluster/protocol.js';
+import { storeResults, sweepResults } from '../cluster/results.js';
 import { Engine, type LoadedModel } from '../server/engine.js';
 import { type Job, JobQueue } from '../server/queue.js';
 
@@ -34,8 +35,10 @@ export interface WorkerOptions {
   readonly stalledIntervalMs?: number;
   /** Runs of one job at most, counting reruns after a worker died (default 2). */
   readonly maxAttempts?: number;
-  /** Result images are kept in Redis this many seconds (default 3600). */
+  /** Result images are kept this many seconds (default 3600). */
   readonly resultTtl?: number;
+  /** Store result images as files in this folder (a disk the front ends share) instead of in Redis. */
+  readonly resultsDir?: string;
   /** A running job is stopped after this many seconds (default 3600). */
   readonly jobTimeout?: number;
   readonly previewDecodeEvery?: number;
@@ -108,7 +111,12 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
     };
     await redis.hset(WORKERS_KEY, id, JSON.stringify(info));
   };
-  const beat = setInterval(() => { heartbeat().catch(() => undefined); }, heartbeatMs);
+  let beats = 0;
+  const beat = setInterval(() => {
+    heartbeat().catch(() => undefined);
+    // About once a minute: result files past their time go.
+    if (opts.resultsDir !== undefined && beats++ % Math.max(1, Math.round(60_000 / heartbeatMs)) === 0) void sweepResults(opts.resultsDir, ttl);
+  }, heartbeatMs);
   beat.unref();
 
   async function processJob(bj: BullJob): Promise<JobOutcome> {
@@ -143,17 +151,14 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
       log(`job ${bj.id} started (attempt ${bj.attemptsStarted ?? 1})`);
       await local.done;
       const images = local.status === 'completed' ? local.images : [];
-      if (images.length > 0) {
-        const m = redis.multi();
-        images.forEach((img, n) => m.set(resultKey(bj.id!, n), img.png, 'EX', ttl));
-        await m.exec();
-      }
+      await storeResults(redis, opts.resultsDir, bj.id!, images.map((img) => img.png), ttl);
       jobsDone++;
       log(`job ${bj.id} ${local.status} at step ${local.step}/${local.total}`);
       return {
         status: local.status as JobOutcome['status'],
         ...(local.error ? { error: local.error } : {}),
         images: images.map(({ seed, infotext, parameters }) => ({ seed, infotext, parameters })),
+        store: opts.resultsDir !== undefined ? 'dir' : 'redis',
         interrupted: local.interrupted,
         step: local.step,
         ...(local.stopRequestedAt !== undefined ? { stopRequestedAt: local.stopRequestedAt } : {}),

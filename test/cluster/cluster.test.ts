@@ -6,6 +6,9 @@
  * within one step (A1111's interrupt too); images go to workers and back exactly; SIGTERM drains a worker; Redis stopped gives 503 in words and service resumes on its return.
  */
 import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Queue } from 'bullmq';
 import OpenAI, { toFile } from 'openai';
@@ -300,7 +303,7 @@ describe('cluster: front end without a model, workers on Redis (BullMQ)', () => 
     assertSamePixels(decodeImage(new Uint8Array(await res.arrayBuffer())), await expected('back again', 5, 64, 2), 'after the restart');
   });
 
-  it('no worker alive: 503 naming the command to start one; sd3 serve --redis without --no-local-worker is one', async () => {
+  it('no worker alive: 503 naming the command to start one; sd3 serve --redis without --no-local-worker is one (--results-dir)', async () => {
     for (const w of workers) w.child.kill('SIGTERM');
     await Promise.all(workers.map((w) => w.exited));
     workers = [];
@@ -308,7 +311,8 @@ describe('cluster: front end without a model, workers on Redis (BullMQ)', () => 
     const none = await fetch(`${front.url}/v1/images/generations`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'anyone?', steps: 1 }) });
     assert.equal(none.status, 503);
     assert.match(((await none.json()) as { error: { message: string } }).error.message, /no sd3 worker for the model "tiny-random" is running; start one with: sd3 worker -m tiny-random --redis redis:/);
-    const both = await startFrontEnd(redis.url, [], true);
+    const resultsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sd3-results-'));
+    const both = await startFrontEnd(redis.url, ['--results-dir', resultsDir], true);
     const h = await until('the serve process as a worker', async () => {
       const x = await getJSON(`${both.url}/api/health`) as { workers: HealthWorker[] };
       return x.workers.find((w) => w.alive && w.pid === both.child.pid) ? x : undefined;
@@ -316,11 +320,18 @@ describe('cluster: front end without a model, workers on Redis (BullMQ)', () => 
     assert.equal(h.workers.filter((w) => w.alive).length, 1);
     const res = await fetch(`${both.url}/api/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'at home', steps: 2, seed: 8 }) });
     assert.equal(res.status, 200);
-    assertSamePixels(decodeImage(new Uint8Array(await res.arrayBuffer())), await expected('at home', 8, 64, 2), 'the local worker');
-    // The thin front end's requests run there too.
+    const png = new Uint8Array(await res.arrayBuffer());
+    assertSamePixels(decodeImage(png), await expected('at home', 8, 64, 2), 'the local worker');
+    // --results-dir: the image is a file in the job's folder, nothing half-written is left.
+    const id = res.headers.get('x-sd3-job')!;
+    assert.deepEqual(fs.readdirSync(resultsDir), [id]);
+    assert.deepEqual([...fs.readFileSync(path.join(resultsDir, id, '0.png'))], [...png]);
+    // The thin front end's jobs run there too, but it was not given the folder: a clear error, not a wrong image.
     const thin = await fetch(`${front.url}/api/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'at home', steps: 2, seed: 8 }) });
-    assert.equal(thin.status, 200);
+    assert.equal(thin.status, 500);
+    assert.match(((await thin.json()) as { error: { message: string } }).error.message, /wrote the images to its --results-dir, but this front end has none: start it with --results-dir/);
     both.child.kill('SIGTERM');
     assert.equal(await both.exited, 0);
+    fs.rmSync(resultsDir, { recursive: true, force: true });
   });
 });

@@ -1,6 +1,11 @@
-/** What front ends and workers agree on in Redis: URLs, queue names, and job specs (with images) on the wire. */
+/** What front ends and workers agree on: Redis URLs, queue names, job specs (with images) on the wire, result files. */
 import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { describe, it } from 'node:test';
+import type { Redis } from 'ioredis';
+import { readResults, storeResults, sweepResults } from '../../src/cluster/results.js';
 import { queueName, redisOptions, specFromWire, specToWire } from '../../src/cluster/protocol.js';
 import { RGBImage } from '../../src/image/image.js';
 import { SD3Error } from '../../src/core/errors.js';
@@ -34,5 +39,33 @@ describe('cluster protocol', () => {
     assert.equal(back.image!.width, 2);
     const plain = specFromWire(JSON.parse(JSON.stringify(specToWire({ ...spec, image: undefined, mask: undefined }))));
     assert.equal(plain.image, undefined);
+  });
+});
+
+describe('cluster results on a shared disk (--results-dir)', () => {
+  it('a job\'s images appear together under DIR/<id>, read back as written, swept after their TTL', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sd3-results-unit-'));
+    try {
+      const id = '0b6c2a8e-1111-4222-8333-944445555666';
+      const noRedis = {} as Redis;
+      await storeResults(noRedis, dir, id, [Buffer.from('png0'), Buffer.from('png1')], 3600);
+      assert.deepEqual(fs.readdirSync(dir), [id]);
+      const back = await readResults(noRedis, dir, id, 3);
+      assert.deepEqual(back.map((b) => b?.toString() ?? null), ['png0', 'png1', null]);
+      // Stored again (a job rerun after its worker was taken for dead): replaced, not mixed.
+      await storeResults(noRedis, dir, id, [Buffer.from('again')], 3600);
+      assert.deepEqual(fs.readdirSync(path.join(dir, id)), ['0.png']);
+      // Ids that are not job ids never become paths.
+      assert.deepEqual(await readResults(noRedis, dir, '../etc', 1), [null]);
+      await assert.rejects(storeResults(noRedis, dir, '../x', [Buffer.from('x')], 1), /is not a job id/);
+      await sweepResults(dir, 3600);
+      assert.deepEqual(fs.readdirSync(dir), [id]);
+      const old = new Date(Date.now() - 7200_000);
+      fs.utimesSync(path.join(dir, id), old, old);
+      await sweepResults(dir, 3600);
+      assert.deepEqual(fs.readdirSync(dir), []);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
