@@ -64,7 +64,6 @@ export class RedisJobQueue implements JobBackend {
   private jobSeconds: number | undefined;
   /** Workers alive at the last look (for estimates). */
   private workersAlive = 1;
-  private lastError: string | undefined;
 
   constructor(private readonly opts: RedisQueueOptions) {
     this.maxQueue = opts.maxQueue ?? 8;
@@ -76,11 +75,13 @@ export class RedisJobQueue implements JobBackend {
     // Fail fast while Redis is away (a request gets 503 at once) and keep reconnecting in the background.
     const retryStrategy = (times: number) => Math.min(200 * times, 2000);
     this.redis = new Redis({ ...connection, enableOfflineQueue: false, maxRetriesPerRequest: 1, retryStrategy, lazyConnect: false });
-    this.redis.on('error', (e) => { this.lastError = e.message; });
+    // Connection errors surface as 503s on the requests that need Redis; the clients reconnect by themselves.
+    const ignore = () => undefined;
+    this.redis.on('error', ignore);
     this.queue = new Queue(queueName(opts.model), { connection: { ...connection, enableOfflineQueue: false, maxRetriesPerRequest: 1, retryStrategy } });
-    this.queue.on('error', (e) => { this.lastError = e.message; });
+    this.queue.on('error', ignore);
     this.events = new QueueEvents(queueName(opts.model), { connection: { ...connection, retryStrategy } });
-    this.events.on('error', (e) => { this.lastError = e.message; });
+    this.events.on('error', ignore);
     this.events.on('active', ({ jobId }) => this.onActive(jobId));
     this.events.on('progress', ({ jobId, data }) => this.onProgress(jobId, data as Progress));
     this.events.on('completed', ({ jobId, returnvalue }) => { void this.onOutcome(jobId, parseOutcome(returnvalue)); });
@@ -312,9 +313,8 @@ export class RedisJobQueue implements JobBackend {
     let pngs: (Buffer | null)[];
     try {
       pngs = await withTimeout(readResults(this.redis, outcome.store === 'dir' ? this.opts.resultsDir : undefined, id, outcome.images.length), this.timeoutMs, 'reading the images');
-    } catch (e) {
+    } catch {
       // Redis went away between the event and the read: the reconciliation poll tries again.
-      this.lastError = (e as Error).message;
       return;
     }
     if (job.terminal) return;
@@ -363,9 +363,8 @@ export class RedisJobQueue implements JobBackend {
         if (bj.finishedOn && bj.failedReason) this.onFailed(job.id, bj.failedReason);
         else if (bj.finishedOn) await this.onOutcome(job.id, parseOutcome(bj.returnvalue));
       }
-      this.lastError = undefined;
-    } catch (e) {
-      this.lastError = (e as Error).message;
+    } catch {
+      // Redis is away: the next tick tries again.
     } finally {
       this.reconciling = false;
       this.sweep();
