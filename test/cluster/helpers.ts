@@ -41,7 +41,15 @@ function launch(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Proc 
   child.stdout!.on('data', (c: Buffer) => { out += c.toString(); });
   child.stderr!.on('data', (c: Buffer) => { out += c.toString(); });
   let done = false;
-  const exited = new Promise<number | string>((resolve) => child.once('exit', (code, signal) => { done = true; resolve(code ?? signal ?? -1); }));
+  const exited = new Promise<number | string>((resolve) => {
+    child.once('exit', (code, signal) => { done = true; resolve(code ?? signal ?? -1); });
+    // A missing program (e.g. no redis-server installed) fails the test in words, not with a crash.
+    child.once('error', (e: NodeJS.ErrnoException) => {
+      out += e.code === 'ENOENT' ? `${cmd} is not installed (on Debian: apt-get install -y ${cmd === 'redis-server' ? 'redis-server' : cmd})\n` : `${cmd}: ${e.message}\n`;
+      done = true;
+      resolve(-1);
+    });
+  });
   const p: Proc = { child, output: () => out, exited, alive: () => !done };
   started.add(p);
   void exited.then(() => started.delete(p));
