@@ -12,6 +12,7 @@ import { runDownload } from './download.js';
 import { runGenerate } from './generate.js';
 import { runInfo } from './info.js';
 import { runServe } from './serve.js';
+import { runWorker } from './worker.js';
 
 const HELP = `sd3 ${VERSION}: Stable Diffusion 3 Medium in TypeScript
 
@@ -21,6 +22,7 @@ Usage:
   sd3 generate --image in.png --mask mask.png -p "..." inpainting (white = repaint)
   sd3 download <repo> [--file NAME.safetensors] [--t5]
   sd3 serve [-m MODEL] [--port 7860]                  OpenAI, A1111 and jobs APIs and a web page (serve --help)
+  sd3 worker -m MODEL --redis redis://HOST:PORT        runs the jobs of "sd3 serve --redis" front ends (worker --help)
   sd3 info FILE.png [--json]                           the generation parameters a PNG carries
   sd3 devices [--json]                                 CPU, GPU (WebGPU) and what --device auto picks
 
@@ -58,9 +60,10 @@ async function main(argv: string[]): Promise<number> {
       case 'generate': return await runGenerate(rest, controller.signal);
       case 'download': return await runDownload(rest, controller.signal);
       case 'serve': return await runServe(rest, controller.signal);
+      case 'worker': return await runWorker(rest, controller.signal);
       case 'devices': return await runDevices(rest);
       case 'info': return await runInfo(rest);
-      default: throw new UsageError(`unknown command "${command}" (expected generate, download, serve, info or devices; see sd3 --help)`);
+      default: throw new UsageError(`unknown command "${command}" (expected generate, download, serve, worker, info or devices; see sd3 --help)`);
     }
   } catch (e) {
     if (e instanceof AbortError || (e as Error).name === 'AbortError') {

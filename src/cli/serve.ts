@@ -2,9 +2,12 @@
 import { parseArgs } from 'node:util';
 import { createProgressBar } from '../hub/index.js';
 import { loadPreset } from '../presets/index.js';
+import { RedisJobQueue } from '../cluster/redis-queue.js';
 import { startServer } from '../server/index.js';
 import type { LoadedModel } from '../server/engine.js';
+import { startWorker, type WorkerHandle } from '../worker/index.js';
 import { MODEL_FLAGS, UsageError, intArg, runtimeArgs } from './args.js';
+import { WORKER_FLAGS, checkRedisArg, resultsDirArg, workerOptions } from './worker.js';
 
 const HELP = `Usage: sd3 serve [-m MODEL] [options]
 
@@ -33,6 +36,13 @@ web page, all on one model and one queue. Point clients at it:
       --threads N              CPU threads (default: all cores)
       --device cpu|webgpu|auto where to run (default cpu, or $SD3_DEVICE)
       --int8                   int8 Linear weights (CPU)
+
+Scale-out (jobs in Redis with BullMQ, run by "sd3 worker" processes; see sd3 worker --help):
+      --redis URL              queue jobs in Redis (redis://HOST:PORT) for the cluster's workers
+      --no-local-worker        with --redis: load no model here, only serve the APIs (a thin front end)
+      --results-dir DIR        read the images workers wrote to this shared folder (their --results-dir)
+      --lock-ms, --stalled-interval-ms, --max-attempts, --result-ttl   the local worker's, as for sd3 worker
+                               (--job-timeout and --preview-vae too: each worker applies its own)
   -h, --help`;
 
 export async function runServe(argv: string[], signal: AbortSignal): Promise<number> {
@@ -53,6 +63,9 @@ export async function runServe(argv: string[], signal: AbortSignal): Promise<num
       'job-timeout': { type: 'string' },
       'keep-results': { type: 'string' },
       'preview-vae': { type: 'string' },
+      redis: { type: 'string' },
+      'no-local-worker': { type: 'boolean' },
+      ...WORKER_FLAGS,
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -69,18 +82,26 @@ export async function runServe(argv: string[], signal: AbortSignal): Promise<num
   const apiKey = v['api-key'] ?? process.env.SD3_API_KEY;
   if (apiKey !== undefined && apiKey.length < 8) throw new UsageError('--api-key must be at least 8 characters');
   const opt = (name: string, min: number) => intArg(name, (v as Record<string, string | undefined>)[name], min);
-  const loading = (async (): Promise<LoadedModel> => {
-    const loaded = await loadPreset(model, { imageShape, ...runtime, signal, ...(process.stderr.isTTY ? { onProgress: createProgressBar() } : {}) });
-    await loaded.backbone.loadAll(signal);
-    return { name: model, ...loaded };
-  })();
-  loading.catch(() => undefined);
+  if (v['no-local-worker'] && !v.redis) throw new UsageError('--no-local-worker needs --redis URL (the workers that run the jobs take them from Redis)');
+  if (v.redis) checkRedisArg(v.redis);
+  const localModel = !v['no-local-worker'];
+  // The local worker's flags, checked before the (long) model load.
+  const localWorker = v.redis && localModel ? workerOptions(v, v.redis, runtime.device ?? 'cpu') : undefined;
+  const loading = localModel ? loadServedModel(model, imageShape, runtime, signal) : undefined;
+  loading?.catch(() => undefined);
   const numbers = {
     maxQueue: opt('max-queue', 0), maxSteps: opt('max-steps', 1), maxBatch: opt('max-batch', 1), maxSize: opt('max-size', 16),
     maxPromptChars: opt('max-prompt-chars', 1), jobTimeout: opt('job-timeout', 1), keepSeconds: opt('keep-results', 1), previewDecodeEvery: opt('preview-vae', 1),
   };
   const handle = await startServer({
-    model: loading,
+    ...(loading ? { model: loading } : {}),
+    ...(v.redis ? { backend: new RedisJobQueue({
+      url: v.redis, model,
+      ...(v['results-dir'] !== undefined ? { resultsDir: resultsDirArg(v['results-dir']) } : {}),
+      ...(numbers.maxQueue !== undefined ? { maxQueue: numbers.maxQueue } : {}),
+      ...(numbers.keepSeconds !== undefined ? { keepSeconds: numbers.keepSeconds } : {}),
+    }) } : {}),
+    imageShape,
     modelName: model,
     port,
     ...(v.host ? { host: v.host } : {}),
@@ -89,21 +110,35 @@ export async function runServe(argv: string[], signal: AbortSignal): Promise<num
     ...(v['allowed-host'] ? { allowedHosts: v['allowed-host'] } : {}),
     ...Object.fromEntries(Object.entries(numbers).filter(([, n]) => n !== undefined)),
   });
-  console.log(`sd3 serving ${model} at ${handle.url} (loading the model...)`);
+  console.log(`sd3 serving ${model} at ${handle.url} ${v.redis ? `(jobs in Redis at ${v.redis}${localModel ? '; loading the local worker\'s model...' : ', run by sd3 worker processes'})` : '(loading the model...)'}`);
   if (v.host && !/^(127\.|localhost$|::1$)/.test(v.host) && apiKey === undefined) {
     process.stderr.write(`sd3 serve: warning: listening on ${v.host} without --api-key: anyone who can reach this address can queue jobs and read the images\n`);
   }
-  const stopped = new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+  const stopped = new Promise<void>((resolve) => {
+    signal.addEventListener('abort', () => resolve(), { once: true });
+    // A container's stop: the same as Ctrl-C.
+    process.once('SIGTERM', () => resolve());
+  });
+  let worker: WorkerHandle | undefined;
   try {
-    const first = await Promise.race([loading.then(() => 'loaded' as const), stopped.then(() => 'stopped' as const)]);
+    const first = await Promise.race([(loading ?? Promise.resolve()).then(() => 'loaded' as const), stopped.then(() => 'stopped' as const)]);
     if (first === 'loaded') {
+      if (localWorker && loading) worker = await startWorker({ ...localWorker, model: await loading });
       console.log(`sd3 ready: ${handle.url}  (OpenAI: ${handle.url}/v1, A1111: ${handle.url}/sdapi/v1, jobs: ${handle.url}/api/jobs)`);
       await stopped;
     }
   } finally {
     // Ctrl-C: running and queued jobs are aborted (within one step), then every connection closes.
     await handle.close();
-    await loading.then((m) => m.backbone.dispose(), () => undefined);
+    await worker?.close();
+    await loading?.then((m) => m.backbone.dispose(), () => undefined);
   }
   return 0;
+}
+
+/** Loads the model for serving: every component resident, so the first request does not wait for a load. */
+export async function loadServedModel(model: string, imageShape: { width: number; height: number }, runtime: ReturnType<typeof runtimeArgs>, signal: AbortSignal): Promise<LoadedModel> {
+  const loaded = await loadPreset(model, { imageShape, ...runtime, signal, ...(process.stderr.isTTY ? { onProgress: createProgressBar() } : {}) });
+  await loaded.backbone.loadAll(signal);
+  return { name: model, ...loaded };
 }

@@ -6,7 +6,7 @@ import type * as http from 'node:http';
 import type { Engine } from './engine.js';
 import { RequestError } from './errors.js';
 import type { Limits } from './params.js';
-import type { Job, JobQueue } from './queue.js';
+import type { Job, JobBackend } from './queue.js';
 
 export type Family = 'openai' | 'sdapi' | 'native';
 
@@ -14,11 +14,11 @@ export interface ServerContext {
   /** The -m name clients see. */
   readonly modelName: string;
   readonly limits: Limits;
-  /** The engine and queue; throws 503 with Retry-After while loading or shutting down. */
-  ready(): { engine: Engine; queue: JobQueue };
+  /** The engine (none on a front end whose jobs run on workers) and queue; throws 503 with Retry-After while loading or shutting down. */
+  ready(): { engine: Engine | undefined; queue: JobBackend };
   /** The engine while loaded (undefined while loading). */
   readonly engine: Engine | undefined;
-  readonly queue: JobQueue | undefined;
+  readonly queue: JobBackend | undefined;
   readonly state: 'loading' | 'ready' | 'shutting_down' | 'failed';
   /** Default size of a generated image. */
   readonly defaultSize: { width: number; height: number };
@@ -45,7 +45,7 @@ export interface Route {
  * Waits for a job a synchronous request is waiting on; when the client goes away first, the job is cancelled
  * (removed if queued, stopped within one step if running).
  */
-export async function awaitJob(job: Job, queue: JobQueue, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+export async function awaitJob(job: Job, queue: JobBackend, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
   const onClose = () => { if (!res.writableFinished) queue.cancel(job); };
   res.on('close', onClose);
   req.on('aborted', onClose);

@@ -39,6 +39,12 @@ function isAbort(e: unknown): boolean {
   return e instanceof AbortError || (e as Error)?.name === 'AbortError';
 }
 
+/** Steps the denoising loop runs for this spec (strength cuts image-to-image short); needs no model. */
+export function stepsRun(spec: JobSpec): number {
+  const kind = jobKind(spec);
+  return kind === 'text-to-image' ? spec.steps : spec.steps - startIndex(spec.steps, spec.strength ?? TASK_DEFAULTS[kind].strength);
+}
+
 export class Engine implements JobRunner {
   /** Shown in PNG metadata and A1111's sd_model_name. */
   readonly checkpoint: string;
@@ -53,8 +59,7 @@ export class Engine implements JobRunner {
   }
 
   stepsRun(spec: JobSpec): number {
-    const kind = jobKind(spec);
-    return kind === 'text-to-image' ? spec.steps : spec.steps - startIndex(spec.steps, spec.strength ?? TASK_DEFAULTS[kind].strength);
+    return stepsRun(spec);
   }
 
   async run(job: Job, signal: AbortSignal, onStep: (info: StepInfo) => void): Promise<JobResultImage[]> {

@@ -21,14 +21,24 @@ import { drainAndClose, mediaType, sendJSON } from './http.js';
 import { nativeError, nativeRoutes } from './jobs.js';
 import { openaiError, openaiRoutes } from './openai.js';
 import type { Limits } from './params.js';
-import { JobQueue, type QueueOptions } from './queue.js';
+import { type JobBackend, JobQueue, type QueueOptions } from './queue.js';
 import { sdapiError, sdapiRoutes } from './sdapi.js';
 
 export type { LoadedModel } from './engine.js';
 
 export interface ServerOptions extends QueueOptions {
-  /** The model, or its loading (the server answers 503 until it resolves). */
-  readonly model: LoadedModel | Promise<LoadedModel>;
+  /**
+   * The model, or its loading (the server answers 503 until it resolves). Without `backend` it is required;
+   * with one it is optional (the jobs run elsewhere; it only names the checkpoint and size grid).
+   */
+  readonly model?: LoadedModel | Promise<LoadedModel>;
+  /**
+   * Where the jobs go instead of the in-process queue, e.g. the cluster's RedisJobQueue (src/cluster), which
+   * queues them in Redis for `sd3 worker` processes. The caller builds it, so the server knows no backend but its own.
+   */
+  readonly backend?: JobBackend;
+  /** The default image size when no model is given (a front end with no local model). */
+  readonly imageShape?: { readonly width: number; readonly height: number };
   /** The name clients see (default: the checkpoint's). */
   readonly modelName: string;
   readonly port?: number;
@@ -99,7 +109,7 @@ export async function startServer(opts: ServerOptions): Promise<ServerHandle> {
   const host = opts.host ?? '127.0.0.1';
   const webRoot = opts.webRoot ?? fileURLToPath(new URL('./web/', import.meta.url));
   let engine: Engine | undefined;
-  let queue: JobQueue | undefined;
+  let queue: JobBackend | undefined;
   let state: ServerContext['state'] = 'loading';
   let loadError: string | undefined;
   const loopback = isLoopback(host);
@@ -123,7 +133,7 @@ export async function startServer(opts: ServerOptions): Promise<ServerHandle> {
     get defaultSize() { return defaultSize; },
     auth: opts.apiKey !== undefined,
     ready() {
-      if (state === 'ready' && engine && queue) return { engine, queue };
+      if (state === 'ready' && queue) return { engine, queue };
       if (state === 'failed') throw new RequestError(503, `the model failed to load: ${loadError}`, 'not_ready', null, 60);
       if (state === 'shutting_down') throw new RequestError(503, 'the server is shutting down', 'not_ready', null, 5);
       throw new RequestError(503, 'the model is still loading', 'not_ready', null, 5);
@@ -133,10 +143,17 @@ export async function startServer(opts: ServerOptions): Promise<ServerHandle> {
     },
   };
 
-  const ready = Promise.resolve(opts.model).then((m) => {
+  if (opts.model === undefined && opts.backend === undefined) throw new SD3Error('startServer needs a model, or a backend for a front end whose jobs run on workers');
+  if (opts.imageShape) defaultSize = { width: Math.min(opts.imageShape.width, limits.maxWidth), height: Math.min(opts.imageShape.height, limits.maxHeight) };
+  if (opts.backend) {
+    // The front end of a cluster: ready at once; each request finds out whether the backend answers (503 if not).
+    queue = opts.backend;
+    state = 'ready';
+  }
+  const ready = opts.model === undefined ? Promise.resolve() : Promise.resolve(opts.model).then((m) => {
     if (state === 'shutting_down') return;
     engine = new Engine(m, opts.previewDecodeEvery !== undefined ? { previewDecodeEvery: opts.previewDecodeEvery } : {});
-    queue = new JobQueue(engine, opts);
+    queue ??= new JobQueue(engine, opts);
     defaultSize = { width: Math.min(m.imageShape.width, limits.maxWidth), height: Math.min(m.imageShape.height, limits.maxHeight) };
     state = 'ready';
   }, (e: unknown) => {

@@ -20,7 +20,7 @@ import { EventStream, KiB, MiB, readJSON, sendJSON } from './http.js';
 import {
   base64Field, checkMaskSize, decodeUpload, fitSize, luminance, maskImage, numberField, promptFields, seedField, sideField,
 } from './params.js';
-import type { Job, JobQueue, JobSpec } from './queue.js';
+import type { Job, JobBackend, JobSpec } from './queue.js';
 
 export function nativeError(e: RequestError): { status: number; body: unknown } {
   return { status: e.status, body: { error: { code: e.code, message: e.message, field: e.param } } };
@@ -60,7 +60,7 @@ export function nativeSpec(body: Record<string, unknown>, ctx: ServerContext): J
 }
 
 /** The job as the API shows it. */
-export function renderJob(job: Job, queue: JobQueue): Record<string, unknown> {
+export function renderJob(job: Job, queue: JobBackend): Record<string, unknown> {
   const eta = job.terminal ? 0 : Math.round(queue.estimate(job) * 100) / 100;
   return {
     id: job.id,
@@ -78,12 +78,13 @@ export function renderJob(job: Job, queue: JobQueue): Record<string, unknown> {
       images: job.images.map((img, n) => ({ url: `/api/jobs/${job.id}/images/${n}.png`, seed: img.seed, parameters: img.parameters, infotext: img.infotext })),
     } : {}),
     ...(job.interrupted ? { interrupted: true } : {}),
+    ...(job.worker !== undefined ? { worker: job.worker } : {}),
     ...(job.stopRequestedAt !== undefined ? { stop_requested_at_step: job.stopRequestedAt } : {}),
     ...(job.error && job.status !== 'completed' ? { error: { message: job.error.message, code: job.error.code } } : {}),
   };
 }
 
-function findJob(queue: JobQueue, id: string): Job {
+function findJob(queue: JobBackend, id: string): Job {
   const job = queue.get(id);
   if (job === 'expired') throw new RequestError(410, `job ${id} has expired (finished jobs are kept for a limited time)`, 'expired');
   if (!job) throw new RequestError(404, `no job ${id}`, 'not_found');
@@ -103,9 +104,12 @@ export const nativeRoutes: Route[] = [
     method: 'GET', path: '/api/health', family: 'native', body: 'none', limit: 0,
     async handle(_req, res, _p, ctx) {
       const q = ctx.queue;
+      // A cluster backend (src/cluster) adds what it reads from Redis: the queue across the cluster and the workers seen.
+      const more = await q?.health?.();
       sendJSON(res, 200, {
         status: ctx.state, model: ctx.modelName, width: ctx.defaultSize.width, height: ctx.defaultSize.height,
         queue: { running: q?.running ? 1 : 0, pending: q?.pendingCount ?? 0, max: q?.maxQueue ?? 0 },
+        ...more,
       });
     },
   },
@@ -126,7 +130,7 @@ export const nativeRoutes: Route[] = [
     async handle(req, res, _p, ctx) {
       const { queue } = ctx.ready();
       const spec = nativeSpec(await readJSON(req, IMAGE_BODY), ctx);
-      const job = queue.submit(spec);
+      const job = await queue.submit(spec);
       sendJSON(res, 202, { id: job.id, status: job.status, queue_position: queue.position(job), events_url: `/api/jobs/${job.id}/events`, url: `/api/jobs/${job.id}` }, { location: `/api/jobs/${job.id}` });
     },
   },
@@ -187,7 +191,7 @@ export const nativeRoutes: Route[] = [
     method: 'POST', path: '/api/generate', family: 'native', body: 'json', limit: IMAGE_BODY,
     async handle(req, res, _p, ctx) {
       const { queue } = ctx.ready();
-      const job = queue.submit(nativeSpec(await readJSON(req, IMAGE_BODY), ctx));
+      const job = await queue.submit(nativeSpec(await readJSON(req, IMAGE_BODY), ctx));
       await awaitJob(job, queue, req, res);
       if (job.status !== 'completed' || job.images.length === 0) throw jobError(job);
       const img = job.images[0]!;

@@ -18,13 +18,13 @@ import type * as http from 'node:http';
 import jpeg from 'jpeg-js';
 import { PNG } from 'pngjs';
 import { type Route, type ServerContext, awaitJob, jobError } from './context.js';
-import { TASK_DEFAULTS } from './engine.js';
+import { TASK_DEFAULTS, stepsRun } from './engine.js';
 import { RequestError, fieldError } from './errors.js';
 import { EventStream, MiB, mediaType, readJSON, readMultipart, sendJSON } from './http.js';
 import {
   base64Field, boolField, checkMaskSize, decodeUpload, fitSize, luminance, maskImage, numberField, promptFields, seedField, sizeField, stringField,
 } from './params.js';
-import type { Job, JobQueue, JobSpec } from './queue.js';
+import type { Job, JobBackend, JobSpec, SubmitOptions } from './queue.js';
 
 export function openaiError(e: RequestError): { status: number; body: unknown } {
   const type = e.status === 429 ? 'rate_limit_error' : e.status === 401 ? 'authentication_error' : e.status === 403 ? 'permission_error'
@@ -88,7 +88,12 @@ export function partialSteps(total: number, count: number): number[] {
   return [...out];
 }
 
-async function respond(job: Job, queue: JobQueue, reply: Reply, kind: 'image_generation' | 'image_edit', req: http.IncomingMessage, res: http.ServerResponse, ctx: ServerContext): Promise<void> {
+/** The partial images a streamed reply asks for, told to the queue with the job (a remote worker needs them up front). */
+function partialsFor(spec: JobSpec, reply: Reply): SubmitOptions {
+  return reply.stream ? { decodeAt: partialSteps(stepsRun(spec), reply.partialImages) } : {};
+}
+
+async function respond(job: Job, queue: JobBackend, reply: Reply, kind: 'image_generation' | 'image_edit', req: http.IncomingMessage, res: http.ServerResponse, ctx: ServerContext): Promise<void> {
   const size = `${job.spec.width}x${job.spec.height}`;
   const created = Math.floor(Date.now() / 1000);
   const meta = { size, quality: 'auto', background: 'opaque', output_format: reply.format };
@@ -175,7 +180,8 @@ export const openaiRoutes: Route[] = [
       const b = await readJSON(req, 1 * MiB);
       const reply = replyFields(b);
       const c = commonSpec(b, ctx);
-      const job = queue.submit({ ...c, ...(c.size ?? ctx.defaultSize), steps: c.steps ?? TASK_DEFAULTS['text-to-image'].steps });
+      const spec = { ...c, ...(c.size ?? ctx.defaultSize), steps: c.steps ?? TASK_DEFAULTS['text-to-image'].steps };
+      const job = await queue.submit(spec, partialsFor(spec, reply));
       await respond(job, queue, reply, 'image_generation', req, res, ctx);
     },
   },
@@ -197,10 +203,11 @@ export const openaiRoutes: Route[] = [
       }
       const kind = mask ? 'inpaint' : 'image-to-image';
       const strength = numberField(b, 'strength', { min: 0, max: 1 }) ?? TASK_DEFAULTS[kind].strength;
-      const job = queue.submit({
+      const spec = {
         ...c, ...(c.size ?? fitSize(image, ctx.limits.maxWidth, ctx.limits.maxHeight)),
         steps: c.steps ?? TASK_DEFAULTS[kind].steps, image, strength, ...(mask ? { mask } : {}),
-      });
+      };
+      const job = await queue.submit(spec, partialsFor(spec, reply));
       await respond(job, queue, reply, 'image_edit', req, res, ctx);
     },
   },

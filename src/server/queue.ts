@@ -89,6 +89,8 @@ export class Job {
   private readonly listeners = new Set<(e: JobEvent) => void>();
   /** Seconds per step measured in this job. */
   secondsPerStep: number | undefined;
+  /** The worker that ran it, when it ran on another process (the Redis backend). */
+  worker: string | undefined;
   readonly done: Promise<void>;
   private resolveDone!: () => void;
 
@@ -169,6 +171,36 @@ export class Job {
   }
 }
 
+/**
+ * What the routes use of a queue: the in-process {@link JobQueue} below, or the Redis/BullMQ backend of
+ * src/cluster (jobs run on `sd3 worker` processes; the routes see the same Job objects either way).
+ */
+export interface JobBackend {
+  readonly maxQueue: number;
+  /** A running job (the A1111 progress route shows it). */
+  readonly running: Job | undefined;
+  readonly pendingCount: number;
+  /** Jobs ahead of this one. */
+  position(job: Job): number;
+  /** Seconds until this job would finish. */
+  estimate(job: Job): number;
+  /** Queues a job, or throws 429 (queue full) / 503 (shutting down, or the backend unreachable). */
+  submit(spec: JobSpec, opts?: SubmitOptions): Job | Promise<Job>;
+  get(id: string): Job | 'expired' | undefined;
+  cancel(job: Job, reason?: 'cancel' | 'shutdown'): boolean;
+  interrupt(): boolean;
+  close(): Promise<void>;
+  /** What /api/health adds (queue counts, workers), when the backend has more to say than the job objects. */
+  health?(): Promise<Record<string, unknown>>;
+  /** Called with each job as it finishes (tests, logging). */
+  onFinish: ((job: Job) => void) | undefined;
+}
+
+export interface SubmitOptions {
+  /** Steps after which to VAE-decode the unfinished latent (OpenAI partial images). */
+  readonly decodeAt?: Iterable<number>;
+}
+
 export interface QueueOptions {
   /** Pending jobs at most (the running one not counted); default 8. */
   readonly maxQueue?: number;
@@ -185,7 +217,7 @@ export interface QueueOptions {
 /** How many expired ids are remembered (to answer 410 rather than 404). */
 const EXPIRED_IDS = 10_000;
 
-export class JobQueue {
+export class JobQueue implements JobBackend {
   readonly maxQueue: number;
   private readonly jobTimeout: number;
   private readonly keepMs: number;
@@ -254,13 +286,14 @@ export class JobQueue {
   }
 
   /** Queues a job, or throws 429 (queue full) / 503 (shutting down). */
-  submit(spec: JobSpec): Job {
+  submit(spec: JobSpec, opts: SubmitOptions = {}): Job {
     if (this.closing) throw new RequestError(503, 'the server is shutting down', 'not_ready', null, 5);
     if (this.pending.length >= this.maxQueue && (this.runningJob !== undefined || this.pending.length > 0)) {
       throw new RequestError(429, `the queue is full (${this.pending.length} pending, at most ${this.maxQueue}); retry later`, 'queue_full', null, this.retryAfter());
     }
     const job = new Job(spec, this.runner.stepsRun(spec));
     job.wantsPreviews = this.previews;
+    for (const s of opts.decodeAt ?? []) job.decodeAt.add(s);
     this.jobs.set(job.id, job);
     this.pending.push(job);
     job.emit('queued', { queue_position: this.position(job) });

@@ -143,7 +143,7 @@ function generateRoute(path: string, img2img: boolean): Route {
       const b = await readJSON(req, limit);
       const spec = specOf(b, ctx, img2img);
       const send = boolField(b, 'send_images') ?? true;
-      const job = queue.submit(spec);
+      const job = await queue.submit(spec);
       await awaitJob(job, queue, req, res);
       if (job.status !== 'completed') throw jobError(job);
       const { init_images: _i, mask: _m, ...echo } = b;

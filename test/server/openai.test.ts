@@ -158,7 +158,7 @@ describe('OpenAI Images API (openai npm client)', () => {
     small.server.on('request', (req, res) => { if (req.url === '/v1/images/generations') res.on('finish', () => statuses.push(res.statusCode)); });
     const patient = new OpenAI({ baseURL: `${small.url}/v1`, apiKey: 'unused', maxRetries: 2, timeout: 120_000 });
     try {
-      const first = small.context.queue!.submit({ prompt: 'busy', negativePrompt: '', width: 64, height: 64, steps: 30, cfgScale: 7, seed: 1, batch: 1 });
+      const first = await small.context.queue!.submit({ prompt: 'busy', negativePrompt: '', width: 64, height: 64, steps: 30, cfgScale: 7, seed: 1, batch: 1 });
       const res = await patient.images.generate({ prompt: 'later', steps: 1, seed: 1 } as OpenAI.ImageGenerateParamsNonStreaming & Extra);
       assert.equal(res.data!.length, 1);
       assert.equal(first.status, 'completed');
