@@ -149,3 +149,14 @@ export function withArgs<T>(parse: (argv: readonly string[]) => T, usage: string
     process.exit(2);
   }
 }
+
+/** Runs `f`; an SD3Error (e.g. a checkpoint that lacks what the bench needs) prints its message and exits with 1. */
+export function orExit<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (!(e instanceof SD3Error)) throw e;
+    console.error(e.message);
+    process.exit(1);
+  }
+}

@@ -21,7 +21,7 @@ import { type PromptEmbedding } from '../src/pipelines/denoise.js';
 import { endProfilingAll, profileSessionsInto, resolveDevice } from '../src/runtime/ort.js';
 import { sigmaSchedule } from '../src/sampler/flow-match.js';
 import { gaussian } from '../src/sampler/noise.js';
-import { BENCH_MODES, RUN_USAGE, childRunArgs, parseRunArgs, withArgs } from './args.js';
+import { BENCH_MODES, RUN_USAGE, childRunArgs, orExit, parseRunArgs, withArgs } from './args.js';
 import { profileTable, summarizeProfileFile } from './profile.js';
 
 const a = withArgs(parseRunArgs, RUN_USAGE);
@@ -61,7 +61,7 @@ const rss = () => process.resourceUsage().maxRSS * 1024;
 const profileDir = a.profile ? (a.profileDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'sd3-profile-'))) : undefined;
 if (profileDir) profileSessionsInto(profileDir);
 
-const { weights, preprocessor } = openCheckpoint(a.checkpoint);
+const { weights, preprocessor } = orExit(() => openCheckpoint(a.checkpoint));
 const options = {
   dtype, device, ...(a.threads !== undefined ? { threads: a.threads } : {}),
   ...(a.int8Clip ? { clipDtype: 'int8' as const } : {}),
@@ -147,6 +147,8 @@ const result = {
   steps: a.steps,
   threads: a.threads ?? os.availableParallelism(),
   cpu: os.cpus()[0]?.model,
+  // The machine may be shared: its load (1, 5, 15 minutes) when the run ended, to read the timings by.
+  loadAverage: os.loadavg(),
   loadSeconds: Object.values(load).reduce((x, y) => x + y, 0),
   load,
   encodeSeconds,

@@ -8,14 +8,14 @@ import { tensor } from '../src/core/tensor.js';
 import { openCheckpoint } from '../src/loaders/checkpoint.js';
 import { T5Encoder, buildT5EncoderModel, inferT5Config } from '../src/models/t5.js';
 import { LinearRecorder } from '../src/quant/int8.js';
-import { T5_USAGE, parseT5Args, withArgs } from './args.js';
+import { T5_USAGE, orExit, parseT5Args, withArgs } from './args.js';
 
 const v = withArgs(parseT5Args, T5_USAGE);
 const secs = (t0: number) => (performance.now() - t0) / 1000;
 const gb = (b: number) => (b / 2 ** 30).toFixed(2);
 // Only the T5 store is opened as a model; the rest of the checkpoint is not loaded. The ids below are made up, so
 // no T5 tokenizer is needed (the checkpoint's loads lazily, when T5 ids are first asked for).
-const { weights } = openCheckpoint(v.checkpoint, { t5: true });
+const { weights } = orExit(() => openCheckpoint(v.checkpoint, { t5: true }));
 const store = weights.t5!;
 let t0 = performance.now();
 let quant;
