@@ -126,6 +126,7 @@ if (!a.noDecode) {
   if (a.vaeTile) {
     // A second backbone over the same weights, used only to decode with tiles.
     const tiler = new SD3Backbone(weights, { ...options, vaeTile: a.vaeTile });
+    await tiler.decode(tensor('float32', [1, 16, 8, 8], new Float32Array(16 * 64))); // builds its decoder session
     t0 = performance.now();
     const tiledImg = await tiler.decode(z);
     const tiledDecodeSeconds = secs(t0);
@@ -166,12 +167,10 @@ const result = {
 };
 await backbone.dispose();
 if (profileDir) {
-  // One table per session, in creation order (the tiled decoder's session is its own). The main decoder's first
-  // run is the 8x8 warm-up, left out.
-  let decoderSeen = false;
+  // One table per session, in creation order (the tiled decoder's session is its own).
   for (const p of endProfilingAll()) {
-    const warmup = p.label === 'VAE decoder' && !decoderSeen && !a.noDecode;
-    if (p.label === 'VAE decoder') decoderSeen = true;
+    // Each decoder session's first run is an 8x8 warm-up.
+    const warmup = p.label === 'VAE decoder';
     const s = summarizeProfileFile(p.path, `${p.label} (${mode}, ${size})`, warmup ? 1 : 0);
     if (s.runs > 0) console.log(`\n${profileTable(s)}\n(profile: ${p.path})\n`);
   }
