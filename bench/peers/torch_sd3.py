@@ -159,19 +159,22 @@ def vae_decode(w, z):
 # ---- commands ----
 
 def check(fixtures):
-    """Every MMDiT and VAE-decode case of the tiny fixtures, with each fixture's own pass rule."""
+    """Every MMDiT and VAE-decode case of the tiny fixtures (and their extra cases), with each fixture's own pass rule."""
     worst = {}
     ok = True
-    for comp, run in (('mmdit', None), ('vae', None)):
+    import os
+    folders = [(f, kind) for f, kind in (('mmdit', 'mmdit'), ('vae', 'vae'), ('extra_mmdit', 'mmdit'), ('extra_vae', 'vae'))
+               if os.path.exists(f'{fixtures}/{f}/config.json')]
+    for comp, kind in folders:
         cfg = json.load(open(f'{fixtures}/{comp}/config.json'))
         w = read_safetensors(f"{fixtures}/{comp}/{cfg['weights_file']}", cfg['weights_prefix'])
         tol = cfg['tolerance']
         for case in cfg['cases']:
-            if comp == 'vae' and not case['name'].startswith('decode'):
+            if kind == 'vae' and not case['name'].startswith('decode'):
                 continue
             c = read_safetensors(f"{fixtures}/{comp}/{case['file']}")
             with torch.no_grad():
-                if comp == 'mmdit':
+                if kind == 'mmdit':
                     got, want = mmdit_forward(w, c['input.x'], c['input.t'], c['input.y'], c['input.context']), c['output.model_output']
                 else:
                     got, want = vae_decode(w, c['input.latent']), c['output.image']
