@@ -97,6 +97,10 @@ function runTorch(dtype: 'float32' | 'bfloat16', size: string): Row {
   const engine = `PyTorch ${dtype}`;
   const skip = torchCheck();
   if (skip) return { engine, size, note: skip };
+  if (dtype === 'float32' && !process.env.TORCH_BLAS_DIR) {
+    // Debian's default libblas is the reference BLAS (about 2 GFLOP/s here): a 256² step would take most of an hour.
+    return { engine, size, note: 'skipped: float32 needs an optimised BLAS; set TORCH_BLAS_DIR (e.g. libopenblas0-pthread unpacked with dpkg -x)' };
+  }
   const px = size.split('x')[0]!;
   const r = spawnSync(python, [path.join(here, 'peers/torch_sd3.py'), 'bench', a.checkpoint, '--size', px, '--steps', String(a.steps), '--dtype', dtype,
     '--threads', String(a.threads)], { encoding: 'utf8', env: torchEnv(), stdio: ['ignore', 'pipe', 'inherit'] });
