@@ -4,21 +4,18 @@
  *   npm run make-random-checkpoint -- /tmp/sd3_random_t5.safetensors --t5
  *   npm run bench:t5 -- --checkpoint /tmp/sd3_random_t5.safetensors [--dtype int8|float32]
  */
-import { parseArgs } from 'node:util';
 import { tensor } from '../src/core/tensor.js';
 import { openCheckpoint } from '../src/loaders/checkpoint.js';
 import { T5Encoder, buildT5EncoderModel, inferT5Config } from '../src/models/t5.js';
 import { LinearRecorder } from '../src/quant/int8.js';
+import { T5_USAGE, orExit, parseT5Args, withArgs } from './args.js';
 
-const { values: v } = parseArgs({ options: { checkpoint: { type: 'string' }, dtype: { type: 'string', default: 'int8' }, tokens: { type: 'string', default: '77' } } });
-if (!v.checkpoint) {
-  console.error('usage: npm run bench:t5 -- --checkpoint <path> [--dtype int8|float32]');
-  process.exit(2);
-}
+const v = withArgs(parseT5Args, T5_USAGE);
 const secs = (t0: number) => (performance.now() - t0) / 1000;
 const gb = (b: number) => (b / 2 ** 30).toFixed(2);
-// Only the T5 store is opened as a model; the rest of the checkpoint is not loaded.
-const { weights } = openCheckpoint(v.checkpoint, { t5: true });
+// Only the T5 store is opened as a model; the rest of the checkpoint is not loaded. The ids below are made up, so
+// no T5 tokenizer is needed (the checkpoint's loads lazily, when T5 ids are first asked for).
+const { weights } = orExit(() => openCheckpoint(v.checkpoint, { t5: true }));
 const store = weights.t5!;
 let t0 = performance.now();
 let quant;
@@ -31,7 +28,7 @@ const cacheSeconds = secs(t0);
 t0 = performance.now();
 const t5 = await T5Encoder.load(store, {}, { label: 'T5-XXL', ...(quant ? { quant } : {}) });
 const loadSeconds = secs(t0);
-const L = Number(v.tokens);
+const L = v.tokens;
 const ids = new BigInt64Array(2 * L);
 for (let i = 0; i < L - 1; i++) ids[i] = BigInt(100 + ((i * 37) % 30000));
 ids[L - 1] = 1n;

@@ -135,7 +135,7 @@ function openSingleFile(file: string, opts: OpenOptions): OpenedCheckpoint {
         ...int8For(parts),
         close: () => { for (const f of opened) f.close(); },
       },
-      preprocessor: new SD3Preprocessor(CLIPTokenizer.default(), CLIPTokenizer.default(), opts.t5 ? t5TokenizerNear(dir) : undefined),
+      preprocessor: new SD3Preprocessor(CLIPTokenizer.default(), CLIPTokenizer.default(), opts.t5 ? () => t5TokenizerNear(dir) : undefined),
     };
   } catch (e) {
     for (const f of opened) f.close();

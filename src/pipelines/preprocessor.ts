@@ -37,12 +37,26 @@ export class SD3Preprocessor {
   /** Defaults of the tasks' text options (per-call options override them); e.g. a server's A1111 endpoints. */
   textOptions: TextOptions = {};
 
+  private t5Source: T5Tokenizer | (() => T5Tokenizer) | undefined;
+
+  /**
+   * `t5` may be a function that loads the tokenizer: it is called when T5 ids are first needed, so that a
+   * checkpoint opened with T5 but without its tokenizer files fails only when T5 ids are asked for.
+   */
   constructor(
     readonly clipL: CLIPTokenizer = CLIPTokenizer.default(),
     readonly clipG: CLIPTokenizer = CLIPTokenizer.default(),
-    readonly t5?: T5Tokenizer,
+    t5?: T5Tokenizer | (() => T5Tokenizer),
     readonly sequenceLength = 77,
-  ) {}
+  ) {
+    this.t5Source = t5;
+  }
+
+  /** The T5 tokenizer (loaded now when it was given as a loader), or undefined without T5. */
+  get t5(): T5Tokenizer | undefined {
+    if (typeof this.t5Source === 'function') this.t5Source = this.t5Source();
+    return this.t5Source;
+  }
 
   /**
    * Token ids for a batch of prompts (T5 ids only when a T5 tokenizer is set). Without `text` options this is
@@ -55,11 +69,12 @@ export class SD3Preprocessor {
     const length = this.sequenceLength;
     const l = prompts.map((p) => this.clipL.encodeForSD3(p, { pad: 'end', length }));
     const g = prompts.map((p) => this.clipG.encodeForSD3(p, { pad: 'zero', length }));
-    const t5 = this.t5 ? prompts.map((p) => this.t5!.encodeForSD3(p, { length }).ids) : undefined;
-    if (t5) {
+    const t5Tokenizer = this.t5;
+    const t5 = t5Tokenizer ? prompts.map((p) => t5Tokenizer.encodeForSD3(p, { length }).ids) : undefined;
+    if (t5 && t5Tokenizer) {
       // T5 rows can be longer than 77 (the reference never truncates): pad the batch to a common length.
       const width = Math.max(...t5.map((r) => r.length));
-      for (const r of t5) while (r.length < width) r.push(this.t5!.padId);
+      for (const r of t5) while (r.length < width) r.push(t5Tokenizer.padId);
     }
     return {
       clipL: rows(l.map((r) => r.ids)),

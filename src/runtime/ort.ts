@@ -4,7 +4,9 @@
  * Creates sessions from model bytes built in TypeScript (weights as external data inside the checkpoint's
  * folder), runs them with our own Tensor type at the boundary, caches and disposes them.
  */
+import * as fs from 'node:fs';
 import * as os from 'node:os';
+import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { SD3Error } from '../core/errors.js';
 import { type DType, type Tensor, tensor } from '../core/tensor.js';
@@ -80,7 +82,10 @@ export async function resolveDevice(choice: DeviceChoice = defaultDevice(), prob
 }
 
 export interface SessionOptions extends RuntimeOptions {
-  /** Write ORT's JSON profile with this file-name prefix. */
+  /**
+   * Write ORT's JSON profile of this session: ORT names the file `<prefix>_<date>_<time>.json` and writes it when
+   * profiling ends (`endProfiling()`, or release). Sessions created while `profileSessionsInto` is on get one.
+   */
   readonly profilePrefix?: string;
   /** Keep worker threads spinning between ops (faster on an otherwise idle machine). Default false; CPU only. */
   readonly spin?: boolean;
@@ -162,10 +167,49 @@ function fromOrt(t: ort.Tensor): Tensor {
   }
 }
 
+/** A finished ORT profile: the session's label and the JSON file ORT wrote. */
+export interface ProfileFile {
+  readonly label: string;
+  readonly path: string;
+}
+
+/** Process-wide profiling (benchmarks): the folder new sessions profile into, the live ones, the finished files. */
+const profiling = { dir: undefined as string | undefined, count: 0, live: new Set<Session>(), done: [] as ProfileFile[] };
+
+/**
+ * From now on every session created writes ORT's profile (one event per operator run) into `dir`, which is created
+ * if missing. `endProfilingAll` ends them and lists the files.
+ */
+export function profileSessionsInto(dir: string): void {
+  fs.mkdirSync(dir, { recursive: true });
+  profiling.dir = dir;
+}
+
+/** Ends profiling of every live profiled session and stops profiling new ones; returns every profile written. */
+export function endProfilingAll(): ProfileFile[] {
+  for (const s of [...profiling.live]) s.endProfiling();
+  profiling.dir = undefined;
+  const out = profiling.done;
+  profiling.done = [];
+  return out;
+}
+
+/** The profile ORT wrote for a prefix: `<prefix>_<timestamp>.json` (its binding does not return the name). */
+function profileFileFor(prefix: string): string {
+  const dir = path.dirname(prefix);
+  const base = `${path.basename(prefix)}_`;
+  const found = fs.readdirSync(dir).filter((f) => f.startsWith(base) && f.endsWith('.json')).sort();
+  if (found.length === 0) throw new SD3Error(`the runtime wrote no profile for ${prefix} in ${dir}`);
+  return path.join(dir, found[found.length - 1]!);
+}
+
 /** A loaded model. */
 export class Session {
   private disposed = false;
-  private constructor(private readonly inner: ort.InferenceSession, readonly label: string, readonly device: Device) {}
+  private profiled: string | undefined;
+  private constructor(private readonly inner: ort.InferenceSession, readonly label: string, readonly device: Device, private profilePrefix?: string) {
+    if (profilePrefix) profiling.live.add(this);
+  }
 
   /** A session for a model built in TypeScript (its external-data folder and CPU-only nodes come with it). */
   static async create(label: string, model: BuiltModel, opts: SessionOptions = {}): Promise<Session> {
@@ -178,6 +222,10 @@ export class Session {
     };
     if (model.externalFolder) config['session.model_external_initializers_file_folder_path'] = model.externalFolder;
     if (opts.mmapWeights) config['session.disable_prepacking'] = '1';
+    // A unique prefix per session, so that endProfiling can find the file ORT names after it.
+    const profilePrefix = opts.profilePrefix ?? (profiling.dir
+      ? path.join(profiling.dir, `${label.replace(/[^\w.-]+/g, '_')}-${process.pid}-${++profiling.count}`)
+      : undefined);
     const options: ort.InferenceSession.SessionOptions = {
       executionProviders: executionProviders(device, model.hostNodes, opts.gpuBufferCache),
       intraOpNumThreads: opts.threads ?? defaultThreads(),
@@ -187,11 +235,11 @@ export class Session {
       // Without the arena, each run's widened weights are freed as soon as used rather than kept by the arena.
       enableCpuMemArena: !halfWeights,
       extra: nestConfig(config),
-      ...(opts.profilePrefix ? { enableProfiling: true, profileFilePrefix: opts.profilePrefix } : {}),
+      ...(profilePrefix ? { enableProfiling: true, profileFilePrefix: profilePrefix } : {}),
     };
     try {
       const inner = await ort.InferenceSession.create(model.bytes, options);
-      return new Session(inner, label, device);
+      return new Session(inner, label, device, profilePrefix);
     } catch (e) {
       const msg = (e as Error).message.trim();
       if (device !== 'cpu' && /adapter|device|webgpu|dawn|vulkan/i.test(msg)) {
@@ -220,11 +268,27 @@ export class Session {
     return out;
   }
 
-  /** Ends profiling (when enabled) and returns the profile file's path. */
-  endProfiling(): void { this.inner.endProfiling(); }
+  /**
+   * Ends profiling and returns the path of the JSON profile ORT wrote (later calls return the same path); throws
+   * when the session was created without profiling.
+   */
+  endProfiling(): string {
+    if (this.profiled) return this.profiled;
+    const prefix = this.profilePrefix;
+    if (!prefix) throw new SD3Error(`model ${this.label} was loaded without profiling (profilePrefix)`);
+    if (this.disposed) throw new SD3Error(`model ${this.label} was released`);
+    this.inner.endProfiling();
+    this.profiled = profileFileFor(prefix);
+    this.profilePrefix = undefined;
+    profiling.live.delete(this);
+    profiling.done.push({ label: this.label, path: this.profiled });
+    return this.profiled;
+  }
 
   async dispose(): Promise<void> {
     if (this.disposed) return;
+    // A profiled session's file is written now, so that endProfilingAll still lists it.
+    if (this.profilePrefix) this.endProfiling();
     this.disposed = true;
     await this.inner.release();
   }
