@@ -113,13 +113,13 @@ try {
 
   // 2. Branches: build once, switch by feeds.
   log('branch model...');
-  const [branched, loadBranchesS] = await timed(() => MMDiT.load(store, { ...opts, loraSlots: manager.slots }));
-  branched.setBranchFeeds(manager.feeds());
+  const [branched, loadBranchesS] = await timed(() => MMDiT.load(store, { ...opts, loraSlots: manager.allSlotsOf('mmdit') }));
+  branched.setBranchFeeds(manager.feeds('mmdit', manager.allSlotsOf('mmdit')));
   result.loadWithBranches = { seconds: loadBranchesS, rssGB: rss() };
   result.stepBranchesZeroS = await step(branched);
   const switchTo = async (specs: { path: string; scale: number }[]) => {
     const before = rss();
-    const [, s] = await timed(() => { manager.select(specs); branched.setBranchFeeds(manager.feeds()); });
+    const [, s] = await timed(() => { manager.select(specs); branched.setBranchFeeds(manager.feeds('mmdit', manager.allSlotsOf('mmdit'))); });
     return { seconds: s, rssBeforeGB: before, rssAfterGB: rss() };
   };
   result.switchFirst = await switchTo([{ path: loraA, scale: 1 }]);
