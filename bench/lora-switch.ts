@@ -94,8 +94,13 @@ try {
   const ctxIn = store.get('context_embedder.weight').shape[1]!;
   const y = tensor('float32', [2, adm], gaussian(2 * adm, 2));
   const ctx = tensor('float32', [2, 154, ctxIn], gaussian(2 * 154 * ctxIn, 3));
-  // The faster of two runs (the first run of a session also warms its buffers).
-  const step = async (m: MMDiT) => Math.min((await timed(() => m.forward(x, t, y, ctx)))[1], (await timed(() => m.forward(x, t, y, ctx)))[1]);
+  // The fastest of three runs (the first run of a session also warms its buffers; on a shared machine the
+  // minimum is the least disturbed).
+  const step = async (m: MMDiT) => {
+    let best = Infinity;
+    for (let i = 0; i < 3; i++) best = Math.min(best, (await timed(() => m.forward(x, t, y, ctx)))[1]);
+    return best;
+  };
   const opts = { ...(threads ? { threads } : {}), ...(quant ? { quant } : {}) };
 
   // 1. Reload: the plain MMDiT from the checkpoint.
@@ -108,13 +113,13 @@ try {
 
   // 2. Branches: build once, switch by feeds.
   log('branch model...');
-  const [branched, loadBranchesS] = await timed(() => MMDiT.load(store, { ...opts, loraSlots: manager.slots }));
-  branched.setBranchFeeds(manager.feeds());
+  const [branched, loadBranchesS] = await timed(() => MMDiT.load(store, { ...opts, loraSlots: manager.allSlotsOf('mmdit') }));
+  branched.setBranchFeeds(manager.feeds('mmdit', manager.allSlotsOf('mmdit')));
   result.loadWithBranches = { seconds: loadBranchesS, rssGB: rss() };
   result.stepBranchesZeroS = await step(branched);
   const switchTo = async (specs: { path: string; scale: number }[]) => {
     const before = rss();
-    const [, s] = await timed(() => { manager.select(specs); branched.setBranchFeeds(manager.feeds()); });
+    const [, s] = await timed(() => { manager.select(specs); branched.setBranchFeeds(manager.feeds('mmdit', manager.allSlotsOf('mmdit'))); });
     return { seconds: s, rssBeforeGB: before, rssAfterGB: rss() };
   };
   result.switchFirst = await switchTo([{ path: loraA, scale: 1 }]);

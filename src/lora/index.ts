@@ -11,7 +11,7 @@ import { loraFeeds } from './branches.js';
 import { type LoraFile, readLoraFile } from './file.js';
 import { type AppliedLora, checkLoraScale } from './merge.js';
 import type { CLIPTextConfig } from '../models/clip.js';
-import { type LoraComponent, type LoraTargets, clipLoraTargets, mmditLoraTargets } from './targets.js';
+import { COMPONENT_LABEL as COMPONENT_LABEL_OF, type LoraComponent, type LoraTargets, clipLoraTargets, mmditLoraTargets } from './targets.js';
 
 export { type LoraFile, type LoraModule, readLoraFile } from './file.js';
 export { type LoraFormat, formatTables } from './formats.js';
@@ -57,6 +57,7 @@ export class LoraManager {
   private readonly all: readonly LoraTargets[];
   private readonly files = new Map<string, { stamp: string; file: LoraFile }>();
   private current: readonly AppliedLora[] = [];
+  private readonly used = new Map<LoraComponent, Set<string>>();
 
   /** `clip`: also apply `lora_te1_` / `text_encoder.` (CLIP-L) and `lora_te2_` / `text_encoder_2.` (CLIP-G) keys. */
   constructor(store: WeightStore, clip: { readonly clipL?: LoraTextEncoder; readonly clipG?: LoraTextEncoder } = {}) {
@@ -68,11 +69,14 @@ export class LoraManager {
     ];
   }
 
-  /** Every weight of a model that gets a branch. */
-  slotsOf(component: LoraComponent): ReadonlySet<string> { return new Set(this.targetsOf(component)?.byName.keys() ?? []); }
+  /**
+   * The weights of a model that need a branch: every weight any selected set has touched so far (it only grows,
+   * so switching back and forth among LoRAs never needs a rebuild; with no LoRA yet, none: the plain graph).
+   */
+  slotsOf(component: LoraComponent): ReadonlySet<string> { return new Set(this.used.get(component) ?? []); }
 
-  /** The MMDiT's branches. */
-  get slots(): ReadonlySet<string> { return this.slotsOf('mmdit'); }
+  /** Every weight of a model that a LoRA could change (a graph with all branches, e.g. for parity checks). */
+  allSlotsOf(component: LoraComponent): ReadonlySet<string> { return new Set(this.targetsOf(component)?.byName.keys() ?? []); }
 
   /** Whether the applied LoRAs change this model. */
   touches(component: LoraComponent): boolean { return this.current.some((a) => a.file.modules.some((m) => m.component === component)); }
@@ -82,6 +86,13 @@ export class LoraManager {
     const checked = checkLoraSpecs(specs);
     const next: AppliedLora[] = checked.map((s) => ({ file: this.read(s.path), scale: s.scale ?? 1 }));
     this.current = next;
+    for (const { file } of next) {
+      for (const m of file.modules) {
+        let set = this.used.get(m.component);
+        if (!set) this.used.set(m.component, set = new Set());
+        set.add(m.target.weight);
+      }
+    }
     return this.report();
   }
 
@@ -95,10 +106,20 @@ export class LoraManager {
 
   get applied(): readonly AppliedLora[] { return this.current; }
 
-  /** The branch inputs of a model (default the MMDiT) for the applied LoRAs. */
-  feeds(component: LoraComponent = 'mmdit'): Record<string, Tensor<'float32'>> {
+  /**
+   * The inputs of a model's branches (default the MMDiT; `slots`: the branches its graph has, default
+   * `slotsOf`) for the applied LoRAs. Throws if a LoRA changes a weight without a branch there.
+   */
+  feeds(component: LoraComponent = 'mmdit', slots: ReadonlySet<string> = this.slotsOf(component)): Record<string, Tensor<'float32'>> {
     const t = this.targetsOf(component);
-    return t ? loraFeeds(t, t.byName.keys(), this.current) : {};
+    if (!t) return {};
+    const missing = [...this.used.get(component) ?? []].filter((w) => !slots.has(w) && this.touchesWeight(component, w));
+    if (missing.length) throw new SD3Error(`LoRA: ${COMPONENT_LABEL_OF[component]} was built without a branch for ${missing.slice(0, 3).join(', ')}; reload it`);
+    return loraFeeds(t, slots, this.current);
+  }
+
+  private touchesWeight(component: LoraComponent, weight: string): boolean {
+    return this.current.some((a) => a.file.modules.some((m) => m.component === component && m.target.weight === weight));
   }
 
   private targetsOf(component: LoraComponent): LoraTargets | undefined { return this.all.find((t) => t.component === component); }

@@ -33,24 +33,26 @@ export function loraInputNames(name: string): { readonly down: string; readonly 
   return { down: `lora:${name}:down`, up: `lora:${name}:up`, bias: `lora:${name}:bias` };
 }
 
-/** Adds the LoRA branch of `name` (when the graph has one) to the layer's output y. */
-function loraBranch(nn: NN, name: string, x: Value, y: Value, conv?: { inChannels: number; kernel: readonly number[]; opts: { stride?: number; pads?: [number, number, number, number] } }): Value {
-  if (!nn.lora?.has(name)) return y;
+/** The graph inputs of the branch on a Linear weight: down [in, R], up [R, out], bias [out]. */
+function loraInputs(nn: NN, name: string): { down: Value; up: Value; bias: Value } {
+  const { g } = nn;
+  const [out, inp] = nn.w.get(name).shape as [number, number];
+  const n = loraInputNames(name);
+  const rank = `lora_rank:${name}`;
+  return { down: g.input(n.down, 'float32', [inp, rank]), up: g.input(n.up, 'float32', [rank, out]), bias: g.input(n.bias, 'float32', [out]) };
+}
+
+/** The convolution's LoRA branch: y + conv1x1(conv(x, down), up) + bias. */
+function convLoraBranch(nn: NN, name: string, x: Value, y: Value, opts: { stride?: number; pads?: [number, number, number, number] }): Value {
   const { g } = nn;
   const shape = nn.w.get(name).shape;
   const out = shape[0]!;
   const n = loraInputNames(name);
   const rank = `lora_rank:${name}`;
+  const down = g.input(n.down, 'float32', [rank, shape[1]!, ...shape.slice(2)]);
+  const up = g.input(n.up, 'float32', [out, rank, 1, 1]);
   const bias = g.input(n.bias, 'float32', [out]);
-  if (conv) {
-    const down = g.input(n.down, 'float32', [rank, conv.inChannels, ...conv.kernel]);
-    const up = g.input(n.up, 'float32', [out, rank, 1, 1]);
-    const low = g.conv(g.conv(x, down, undefined, conv.opts), up, bias);
-    return g.add(y, low);
-  }
-  const down = g.input(n.down, 'float32', [shape[1]!, rank]);
-  const up = g.input(n.up, 'float32', [rank, out]);
-  return g.add(y, g.add(g.matmul(g.matmul(x, down), up), bias));
+  return g.add(y, g.conv(g.conv(x, down, undefined, opts), up, bias));
 }
 
 /** A stored parameter as a float32 value. */
@@ -65,15 +67,27 @@ export function hasParam(nn: NN, name: string): boolean {
 /** y = x W^T + b with W = `${prefix}.weight` [out, in] and, when present, b = `${prefix}.bias`. */
 export function linear(nn: NN, prefix: string, x: Value, opts: { bias?: boolean } = {}): Value {
   const { g } = nn;
+  const name = `${prefix}.weight`;
   const wantBias = opts.bias ?? nn.w.has(`${prefix}.bias`);
-  const bias = wantBias ? param(nn, `${prefix}.bias`) : undefined;
-  const q = nn.quant?.get(`${prefix}.weight`);
+  let bias = wantBias ? param(nn, `${prefix}.bias`) : undefined;
+  const lora = nn.lora?.has(name) ? loraInputs(nn, name) : undefined;
+  // The LoRA bias delta joins the layer's own bias (a vector add) rather than the output.
+  if (lora) bias = bias ? g.add(bias, lora.bias) : lora.bias;
+  const q = nn.quant?.get(name);
   if (q) {
     const inputs = [x, g.rawWeight(q.weight), g.weight(q.scale), g.rawWeight(q.zeroPoint)];
     if (bias) inputs.push(bias);
-    return loraBranch(nn, `${prefix}.weight`, x, g.node('DynamicQuantizeMatMul', inputs, undefined, 'com.microsoft'));
+    const y = g.node('DynamicQuantizeMatMul', inputs, undefined, 'com.microsoft');
+    return lora ? g.add(y, g.matmul(g.matmul(x, lora.down), lora.up)) : y;
   }
-  return loraBranch(nn, `${prefix}.weight`, x, g.linear(x, param(nn, `${prefix}.weight`), bias));
+  if (!lora) return g.linear(x, param(nn, name), bias);
+  // Measured (BENCHMARKS.md "LoRA switching"): every extra pass over the [tokens, out] output costs about as much
+  // as the low-rank products, so the branch's result enters the main Gemm as its C input (y = x W^T + C).
+  const [out, inp] = nn.w.get(name).shape as [number, number];
+  const flat = g.reshape(x, [-1, inp]);
+  const low = g.node('Gemm', [g.matmul(flat, lora.down), lora.up, bias!]); // [N, out] = (x A) B + b
+  const y = g.node('Gemm', [flat, param(nn, name), low], { transB: 1 });
+  return g.reshape(y, g.concat([g.shape(x, 0, -1), g.ints([out])], 0));
 }
 
 /** LayerNorm over the last axis with `${prefix}.weight` / `${prefix}.bias`. */
@@ -92,7 +106,5 @@ export function layerNormPlain(nn: NN, x: Value, width: number, eps: number): Va
 export function conv2d(nn: NN, prefix: string, x: Value, opts: { stride?: number; pads?: [number, number, number, number] } = {}): Value {
   const bias = nn.w.has(`${prefix}.bias`) ? param(nn, `${prefix}.bias`) : undefined;
   const y = nn.g.conv(x, param(nn, `${prefix}.weight`), bias, opts);
-  if (!nn.lora?.has(`${prefix}.weight`)) return y;
-  const shape = nn.w.get(`${prefix}.weight`).shape;
-  return loraBranch(nn, `${prefix}.weight`, x, y, { inChannels: shape[1]!, kernel: shape.slice(2), opts });
+  return nn.lora?.has(`${prefix}.weight`) ? convLoraBranch(nn, `${prefix}.weight`, x, y, opts) : y;
 }

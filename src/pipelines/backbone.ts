@@ -82,8 +82,9 @@ export interface BackboneOptions {
   /** Decode in overlapping tiles of this many latent cells (off by default). */
   readonly vaeTile?: { readonly size: number; readonly overlap: number };
   /**
-   * LoRA files for the MMDiT (diffusers/PEFT, kohya or ComfyUI form), each with its scale (default 1). Given
-   * (even as []), the MMDiT is built with low-rank branches so that `setLoras` switches without a reload.
+   * LoRA files for the MMDiT and the CLIP encoders (diffusers/PEFT, kohya or ComfyUI form), each with its scale
+   * (default 1). The models get low-rank branches on the weights the LoRAs change, so that `setLoras` switches
+   * without a reload (see `setLoras`).
    */
   readonly loras?: readonly LoraSpec[];
 }
@@ -119,6 +120,8 @@ export class SD3Backbone {
   private readonly mmdit: Lazy<MMDiT>;
   private readonly vae: Lazy<VAE>;
   private lora: LoraManager | undefined;
+  /** The LoRA branches each loaded model was built with. */
+  private readonly branches: Partial<Record<'mmdit' | 'clipL' | 'clipG', ReadonlySet<string>>> = {};
   private vaeFactor: number | undefined;
   private projection: Promise<LatentProjection> | undefined;
 
@@ -153,8 +156,10 @@ export class SD3Backbone {
     // With LoRAs, the CLIP encoders get branches too (text-encoder keys of the files), fed like the MMDiT's.
     const clipLoad = async (m: 'clipL' | 'clipG', store: WeightStore, config: Partial<CLIPTextConfig> | undefined, label: string, signal?: AbortSignal) => {
       const lora = this.lora;
-      const enc = await CLIPTextEncoder.load(store, config ?? {}, { ...runtime, label, ...(await clipQuant(m, store, config, signal)), ...(lora ? { loraSlots: lora.slotsOf(m) } : {}) });
-      if (lora) enc.setBranchFeeds(lora.feeds(m));
+      const slots = lora?.slotsOf(m);
+      const enc = await CLIPTextEncoder.load(store, config ?? {}, { ...runtime, label, ...(await clipQuant(m, store, config, signal)), ...(slots ? { loraSlots: slots } : {}) });
+      if (lora && slots) enc.setBranchFeeds(lora.feeds(m, slots));
+      this.branches[m] = slots ?? new Set();
       return enc;
     };
     this.clipL = new Lazy((signal) => clipLoad('clipL', weights.clipL, weights.clipLConfig, 'CLIP-L', signal));
@@ -171,11 +176,13 @@ export class SD3Backbone {
     const halfWeights = !int8 && (options.mmditHalfWeights ?? mmditTooLargeForFloat32(weights.mmdit, this.mmditConfig));
     this.mmdit = new Lazy(async (signal) => {
       const lora = this.lora;
+      const slots = lora?.slotsOf('mmdit');
       const m = await MMDiT.load(weights.mmdit, {
         ...runtime, spin: options.spin ?? true, ...(int8 ? { quant: await quantized('mmdit', mmditInt8LinearNames(weights.mmdit), signal) } : {}),
-        ...(halfWeights ? { halfWeights } : {}), ...(lora ? { loraSlots: lora.slots } : {}),
+        ...(halfWeights ? { halfWeights } : {}), ...(slots ? { loraSlots: slots } : {}),
       });
-      if (lora) m.setBranchFeeds(lora.feeds());
+      if (lora && slots) m.setBranchFeeds(lora.feeds('mmdit', slots));
+      this.branches.mmdit = slots ?? new Set();
       return m;
     });
     this.vae = new Lazy(() => VAE.load(weights.vae, runtime));
@@ -191,22 +198,24 @@ export class SD3Backbone {
 
   /**
    * Replaces the applied LoRAs (files are read once and kept while unchanged). A bad file refuses the whole set
-   * and the current one stays. Switching only feeds new low-rank factors to the loaded MMDiT; a backbone made
-   * without `loras` rebuilds its MMDiT once, with branches, on first use.
+   * and the current one stays. Switching among LoRAs that change weights already given a branch only feeds new
+   * low-rank factors to the loaded models; a LoRA that changes other weights rebuilds the models concerned once.
    */
   async setLoras(loras: readonly LoraSpec[]): Promise<readonly LoraReport[]> {
     const specs = checkLoraSpecs(loras);
-    if (!this.lora) {
-      const manager = this.newLoraManager();
-      const report = manager.select(specs);
-      await Promise.all([this.mmdit.release(), this.clipL.release(), this.clipG.release()]);
-      this.lora = manager;
-      return report;
+    this.lora ??= this.newLoraManager();
+    const lora = this.lora;
+    const report = lora.select(specs);
+    // A loaded model whose branches cover every weight the LoRAs change takes new feeds; otherwise it is
+    // rebuilt with more branches on next use (once per new weight set: the branches only ever grow).
+    const models = { mmdit: this.mmdit, clipL: this.clipL, clipG: this.clipG } as const;
+    for (const [name, model] of Object.entries(models) as [keyof typeof models, Lazy<MMDiT | CLIPTextEncoder>][]) {
+      if (!model.loaded) continue;
+      const built = this.branches[name] ?? new Set<string>();
+      const needed = lora.slotsOf(name);
+      if ([...needed].every((w) => built.has(w))) (await model.get()).setBranchFeeds(lora.feeds(name, built));
+      else await model.release();
     }
-    const report = this.lora.select(specs);
-    if (this.mmdit.loaded) (await this.mmdit.get()).setBranchFeeds(this.lora.feeds('mmdit'));
-    if (this.clipL.loaded) (await this.clipL.get()).setBranchFeeds(this.lora.feeds('clipL'));
-    if (this.clipG.loaded) (await this.clipG.get()).setBranchFeeds(this.lora.feeds('clipG'));
     return report;
   }
 

@@ -56,7 +56,7 @@ export async function checkLora(dir: string): Promise<Check[]> {
   const prefix = config.base_weights.prefix;
   const checks: Check[] = [];
   const manager = new LoraManager(store);
-  const branched = await MMDiT.load(store, { threads: 1, loraSlots: manager.slots });
+  const branched = await MMDiT.load(store, { threads: 1, loraSlots: manager.allSlotsOf('mmdit') });
   try {
     const run = async (model: MMDiT, t: Record<string, Tensor>) => model.forward(t['input.x']!, t['input.t']!, t['input.y']!, t['input.context']!);
     const specs = (c: LoraCase) => c.loras.map((l) => ({ path: path.join(dir, l.file), scale: l.scale }));
@@ -92,11 +92,11 @@ export async function checkLora(dir: string): Promise<Check[]> {
 
       // (2) low-rank branches fed to the one session.
       manager.select(specs(c));
-      branched.setBranchFeeds(manager.feeds());
+      branched.setBranchFeeds(manager.feeds('mmdit', manager.allSlotsOf('mmdit')));
       checks.push(compare(`${c.name}:branches:output.model_output`, await run(branched, t), expected, tol));
       if (t['debug.base_model_output'] && c === config.cases[0]) {
         manager.select([]);
-        branched.setBranchFeeds(manager.feeds());
+        branched.setBranchFeeds(manager.feeds('mmdit', manager.allSlotsOf('mmdit')));
         checks.push(compare(`${c.name}:branches:debug.base_model_output`, await run(branched, t), t['debug.base_model_output'], tol));
       }
     }
@@ -121,7 +121,7 @@ export async function checkLora(dir: string): Promise<Check[]> {
       } catch (e) {
         refused = e instanceof SD3Error;
       }
-      branched.setBranchFeeds(manager.feeds());
+      branched.setBranchFeeds(manager.feeds('mmdit', manager.allSlotsOf('mmdit')));
       const after = compare(`${n.name}:after refusal ${first.name}:output.model_output`, await run(branched, firstInputs), firstInputs['output.model_output']!, tol);
       checks.push({ ...after, ok: after.ok && refused, detail: `${refused ? 'set refused' : 'set NOT refused'}; ${after.detail}` });
     }

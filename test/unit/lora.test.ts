@@ -120,7 +120,10 @@ describe('switching LoRAs on a loaded backbone', () => {
   it('changes the image, switches back exactly, and keeps the previous set when a file is refused', async () => {
     const plain = await TextToImage.fromPreset('tiny-random', TINY_OPTIONS);
     const t2i = await TextToImage.fromPreset('tiny-random', { ...TINY_OPTIONS, loras: [{ path: PEFT_ATTN, scale: 0.8 }] });
+    const none = await TextToImage.fromPreset('tiny-random', { ...TINY_OPTIONS, loras: [] });
     try {
+      // No LoRA yet: the plain graph, no branch at all.
+      assert.equal((await (none.backbone as unknown as { mmdit: { get(): Promise<MMDiT> } }).mmdit.get()).loraSlots.size, 0);
       const opts = { numSteps: 2, seed: 3 };
       const reference = await plain.generate('a lighthouse', opts);
       const withLora = await t2i.generate('a lighthouse', opts);
@@ -135,8 +138,16 @@ describe('switching LoRAs on a loaded backbone', () => {
       assert.equal(t2i.backbone.loras.length, 1);
       assertSamePixels(await t2i.generate('a lighthouse', opts), withLora, 'after a refused set');
       await assert.rejects(t2i.backbone.setLoras([{ path: PEFT_ATTN, scale: Number.NaN }]), /scale/);
+      // A scale or set switch over weights that already have branches keeps the loaded MMDiT (no reload).
+      const loaded = () => (t2i.backbone as unknown as { mmdit: { get(): Promise<MMDiT> } }).mmdit.get();
+      const before = await loaded();
+      await t2i.backbone.setLoras([{ path: PEFT_ATTN, scale: -0.3 }]);
+      await t2i.backbone.setLoras([]);
+      assert.equal(await loaded(), before, 'same MMDiT session after switching');
+      assert.ok(before.loraSlots.size > 0 && before.loraSlots.size < 25, 'branches only on the weights the LoRA changes');
     } finally {
       await plain.dispose();
+      await none.dispose();
       await t2i.dispose();
     }
   });
