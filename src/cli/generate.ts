@@ -8,7 +8,7 @@ import type { StepInfo } from '../pipelines/denoise.js';
 import { ImageToImage } from '../pipelines/image-to-image.js';
 import { Inpaint } from '../pipelines/inpaint.js';
 import { TextToImage } from '../pipelines/text-to-image.js';
-import { loadPreset } from '../presets/index.js';
+import { defaultImageSize, loadPreset } from '../presets/index.js';
 import { MODEL_FLAGS, UsageError, intArg, numArg, runtimeArgs, tileArg } from './args.js';
 
 const HELP = `Usage: sd3 generate -p PROMPT [options]
@@ -17,7 +17,7 @@ const HELP = `Usage: sd3 generate -p PROMPT [options]
   -n, --negative-prompt TEXT   what to steer away from (default "")
   -m, --model MODEL            preset, .safetensors file, folder or hub id (default stable_diffusion_3_medium)
   -o, --output FILE.png        output file (default out.png; with --batch N: out-1.png ... out-N.png)
-      --width N, --height N    image size, multiples of 16 (default 1024; 256 for tiny-random; the input image's size with --image)
+      --width N, --height N    image size, multiples of 16 (default 1024; 64 for demo, 256 for tiny-random; the input image's size with --image)
       --steps N                denoising steps (default 28; 50 with --image)
       --cfg-scale X            guidance scale (default 7.0; <= 1 disables the negative prompt)
       --strength X             with --image: how much to repaint, 0..1 (default 0.8; 0.6 with --mask)
@@ -111,7 +111,7 @@ export async function runGenerate(argv: string[], signal: AbortSignal): Promise<
   if (strength !== undefined && v.image === undefined) throw new UsageError('--strength applies to --image (image-to-image or inpainting)');
   const image = v.image !== undefined ? await readInput('image', v.image) : undefined;
   const mask = v.mask !== undefined ? await readInput('mask', v.mask) : undefined;
-  const fallback = model === 'tiny-random' ? 256 : 1024;
+  const fallback = defaultImageSize(model);
   const round16 = (n: number) => Math.max(16, Math.round(n / 16) * 16);
   const width = intArg('width', v.width, 16) ?? (image ? round16(image.width) : fallback);
   const height = intArg('height', v.height, 16) ?? (image ? round16(image.height) : fallback);

@@ -10,7 +10,7 @@ import * as http from 'node:http';
 import { parseArgs } from 'node:util';
 import { SD3Error, describe } from '../core/errors.js';
 import { TextToImage } from '../pipelines/text-to-image.js';
-import { loadPreset } from '../presets/index.js';
+import { defaultImageSize, loadPreset } from '../presets/index.js';
 import { MODEL_FLAGS, UsageError, intArg, runtimeArgs } from './args.js';
 import { PAGE } from './page.js';
 
@@ -126,7 +126,7 @@ export async function runServe(argv: string[], signal: AbortSignal): Promise<num
   const port = intArg('port', v.port, 0, 7860)!;
   if (port > 65535) throw new UsageError(`--port must be at most 65535, got ${port}`);
   const model = v.model ?? 'stable_diffusion_3_medium';
-  const size = model === 'tiny-random' ? 256 : 1024;
+  const size = defaultImageSize(model);
   const runtime = runtimeArgs(v);
   const loaded = await loadPreset(model, {
     imageShape: { width: intArg('width', v.width, 16, size)!, height: intArg('height', v.height, 16, size)! },

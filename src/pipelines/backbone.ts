@@ -32,6 +32,8 @@ export interface SD3Weights {
   readonly clipLConfig?: Partial<CLIPTextConfig>;
   readonly clipGConfig?: Partial<CLIPTextConfig>;
   readonly t5Config?: Partial<T5Config>;
+  /** The VAE's GroupNorm groups when not SD3's 32 (the demo checkpoint's metadata says 8). */
+  readonly vaeGroups?: number;
   /** Flow-matching shift (3.0 for SD3 Medium). */
   readonly shift: number;
   /** int8 Linear weights for the named Linear layers of a model (cached next to the checkpoint). */
@@ -127,7 +129,7 @@ export class SD3Backbone {
       return T5Encoder.load(weights.t5!, weights.t5Config ?? {}, { ...runtime, ...(q.quant ? { device: 'cpu' as const } : {}), label: 'T5-XXL', ...q });
     }) : undefined;
     this.mmdit = new Lazy(() => MMDiT.load(weights.mmdit, { ...runtime, spin: options.spin ?? true, ...(int8 ? { quant: quant() } : {}) }));
-    this.vae = new Lazy(() => VAE.load(weights.vae, runtime));
+    this.vae = new Lazy(() => VAE.load(weights.vae, { ...runtime, ...(weights.vaeGroups !== undefined ? { groups: weights.vaeGroups } : {}) }));
   }
 
   get hasT5(): boolean { return this.t5 !== undefined; }

@@ -2,7 +2,8 @@
  * fromPreset: a built-in preset name, a local checkpoint (file or folder), or a Hugging Face hub id.
  *
  *   stable_diffusion_3_medium   SD3 Medium from the local Hugging Face cache (download it first: see README)
- *   tiny-random                 tiny random weights made in memory (tests, demos)
+ *   demo                        a tiny SD3-structured model trained on drawn shapes, shipped in the package (64x64)
+ *   tiny-random                 tiny random weights made in memory (tests)
  *   ./sd3_medium_incl_clips.safetensors, ./folder, stabilityai/stable-diffusion-3-medium-diffusers, org/repo/file.safetensors
  */
 import * as fs from 'node:fs';
@@ -12,13 +13,19 @@ import { openCheckpoint } from '../loaders/checkpoint.js';
 import { type BackboneOptions, SD3Backbone } from '../pipelines/backbone.js';
 import type { SD3Preprocessor } from '../pipelines/preprocessor.js';
 import type { ImageShape } from '../pipelines/task.js';
+import { DEMO_SIZE, demoCheckpointPath } from './demo.js';
 import { tinyRandomWeights } from './tiny-random.js';
 
 export const SD3_MEDIUM_DIFFUSERS_REPO = 'stabilityai/stable-diffusion-3-medium-diffusers';
-export const PRESETS = ['stable_diffusion_3_medium', 'tiny-random'] as const;
+export const PRESETS = ['stable_diffusion_3_medium', 'demo', 'tiny-random'] as const;
+
+/** The size a preset draws at when none is asked for: 64 for demo, 256 for tiny-random, else 1024. */
+export function defaultImageSize(preset: string): number {
+  return preset === 'demo' ? DEMO_SIZE : preset === 'tiny-random' ? 256 : 1024;
+}
 
 export interface PresetOptions extends BackboneOptions {
-  /** Output size: { width, height } or KerasHub's [height, width, 3]. Default 1024x1024 (256x256 for tiny-random). */
+  /** Output size: { width, height } or KerasHub's [height, width, 3]. Default 1024x1024 (64x64 for demo, 256x256 for tiny-random). */
   readonly imageShape?: ImageShape | readonly [number, number, number?];
   /** Use T5-XXL when available (default false, as KerasHub: 77 zero rows instead). Needs ~19 GB in float32. */
   readonly t5?: boolean;
@@ -53,6 +60,10 @@ export async function loadPreset(preset: string, opts: PresetOptions = {}): Prom
   if (preset === 'tiny-random') {
     const { weights, preprocessor } = tinyRandomWeights();
     return { backbone: new SD3Backbone(weights, backboneOpts), preprocessor, imageShape: shapeOf(opts.imageShape, 256) };
+  }
+  if (preset === 'demo') {
+    const { weights, preprocessor } = openCheckpoint(demoCheckpointPath(), { t5: false });
+    return { backbone: new SD3Backbone(weights, backboneOpts), preprocessor, imageShape: shapeOf(opts.imageShape, DEMO_SIZE) };
   }
   let target: string;
   if (fs.existsSync(preset)) {
