@@ -2,7 +2,7 @@
  * `npm run eval:demo`: the demo model's semantic score on the evaluation prompts (evaluate.ts), at the default
  * guidance and at guidance 1 (no guidance), with fixed seeds.
  *
- *   npm run eval:demo -- [--count 48] [--guidance 7,1] [--steps 28] [--json] [--save DIR]
+ *   npm run eval:demo -- [--count 48] [--guidance 7,1] [--steps 28] [--threads N] [--json] [--save DIR]
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -17,10 +17,11 @@ const { values: v } = parseArgs({
     steps: { type: 'string', default: '28' },
     json: { type: 'boolean', default: false },
     save: { type: 'string' },
+    threads: { type: 'string' },
   },
 });
 const cases = evalCases(Number(v.count));
-const t2i = await TextToImage.fromPreset('demo');
+const t2i = await TextToImage.fromPreset('demo', v.threads ? { threads: Number(v.threads) } : {});
 const results: Record<string, unknown>[] = [];
 for (const g of v.guidance!.split(',').map(Number)) {
   const t0 = performance.now();

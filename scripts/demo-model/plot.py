@@ -4,6 +4,8 @@
 """
 import json
 import math
+import os
+import re
 import sys
 
 from PIL import Image, ImageDraw
@@ -39,8 +41,22 @@ def panel(draw, box, xs, ys, title, colour):
     draw.text((x1 - 90, y1 - 16), f'step {xmax}', fill=(0, 0, 0))
 
 
+def from_text_log(path, first_logged):
+    """MMDiT losses printed by train.py (every 20 steps) before `first_logged`: a run resumed from a checkpoint
+    keeps only the steps after it in log.json."""
+    rows = []
+    for line in open(path):
+        m = re.search(r'mmdit (\d+)/\d+ loss ([0-9.]+)', line)
+        if m and int(m.group(1)) < first_logged:
+            rows.append([int(m.group(1)), float(m.group(2))])
+    return sorted({r[0]: r for r in rows}.values())
+
+
 def main():
     log = json.load(open(sys.argv[1]))
+    text = os.path.join(os.path.dirname(sys.argv[1]), 'train.log')
+    if log['mmdit'] and log['mmdit'][0][0] > 0 and os.path.exists(text):
+        log['mmdit'] = from_text_log(text, log['mmdit'][0][0]) + log['mmdit']
     img = Image.new('RGB', (900, 360), 'white')
     d = ImageDraw.Draw(img)
     v = log['vae']

@@ -32,6 +32,7 @@ $('f').addEventListener('submit', async (e) => {
     const r = await fetch('/api/generate', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
     if (!r.ok) throw new Error((await r.json()).error);
     const img = new Image(); img.src = URL.createObjectURL(await r.blob()); img.alt = body.prompt;
+    img.onload = () => { if (img.naturalWidth < 256) { img.style.width = '256px'; img.style.imageRendering = 'pixelated'; } };
     $('out').prepend(img);
     const params = r.headers.get('x-sd3-parameters') || '';
     const cut = params.includes('"promptTruncated":true') ? ' (the prompt is longer than CLIP reads, 75 tokens: its end was ignored)' : '';

@@ -7,11 +7,13 @@
  */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { readAllSafetensors } from '../../src/core/safetensors.js';
-import { type Tensor, tensor } from '../../src/core/tensor.js';
+import { SD3Error } from '../../src/core/errors.js';
+import { readAllSafetensors, writeSafetensors } from '../../src/core/safetensors.js';
+import type { Tensor } from '../../src/core/tensor.js';
 import { RGBImage } from '../../src/image/image.js';
 import { openCheckpoint } from '../../src/loaders/checkpoint.js';
 import { CLIPTextEncoder } from '../../src/models/clip.js';
@@ -98,6 +100,31 @@ describe('demo model: parity with the training framework', () => {
       assertClose(await vae.decode(c['input.vae_latent']!), c['output.vae_decoded']!, 'VAE decoded', tol);
     } finally {
       await vae.dispose();
+    }
+  });
+});
+
+describe('demo model: loading', () => {
+  it('refuses sizes above its native 64x64 (the position grid), naming the limit', async () => {
+    await assert.rejects(TextToImage.fromPreset('demo', { imageShape: { width: 128, height: 128 }, threads: 1 }),
+      (e: unknown) => e instanceof SD3Error && /exceeds the MMDiT's position grid \(at most 64x64\)/.test(e.message));
+  });
+
+  it('reads the VAE GroupNorm groups from the metadata, and refuses a bad value naming it', () => {
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sd3-demo-'));
+    try {
+      const { tensors, metadata } = readAllSafetensors(demoCheckpointPath());
+      assert.equal(metadata['vae.groups'], '8');
+      const bad = path.join(tmp, 'bad.safetensors');
+      writeSafetensors(bad, tensors, { ...metadata, 'vae.groups': 'eight' });
+      assert.throws(() => openCheckpoint(bad), (e: unknown) => e instanceof SD3Error && /"vae.groups" must be a positive integer, got "eight"/.test(e.message));
+      const plain = path.join(tmp, 'plain.safetensors');
+      writeSafetensors(plain, tensors);
+      const opened = openCheckpoint(plain);
+      assert.equal(opened.weights.vaeGroups, undefined, 'no metadata: SD3\'s 32 groups');
+      opened.weights.close?.();
+    } finally {
+      fs.rmSync(tmp, { recursive: true, force: true });
     }
   });
 });
