@@ -55,8 +55,9 @@ def from_text_log(path, first_logged):
 def main():
     log = json.load(open(sys.argv[1]))
     text = os.path.join(os.path.dirname(sys.argv[1]), 'train.log')
-    if log['mmdit'] and log['mmdit'][0][0] > 0 and os.path.exists(text):
-        log['mmdit'] = from_text_log(text, log['mmdit'][0][0]) + log['mmdit']
+    first = log['mmdit'][0][0] if log['mmdit'] else 10 ** 9
+    if first > 0 and os.path.exists(text):
+        log['mmdit'] = from_text_log(text, first) + log['mmdit']
     img = Image.new('RGB', (900, 360), 'white')
     d = ImageDraw.Draw(img)
     v = log['vae']
