@@ -20,7 +20,7 @@ const HELP = `Usage: sd3 generate -p PROMPT [options]
   -n, --negative-prompt TEXT   what to steer away from (default "")
   -m, --model MODEL            preset, .safetensors file, folder or hub id (default stable_diffusion_3_medium)
   -o, --output FILE.png        output file (default out.png; with --batch N: out-1.png ... out-N.png)
-      --width N, --height N    image size, multiples of 16 (default 1024; 256 for tiny-random; the input image's size with --image, scaled down to fit the model)
+      --width N, --height N    image size, multiples of 16 (default 1024; 64 for demo, 256 for tiny-random; the input image's size with --image, scaled down to fit the model)
       --steps N                denoising steps (default per model, README: SD3 Medium 28, 50 with --image;
                                SD3.5 Medium/Large 40; Large Turbo 4)
       --cfg-scale X            guidance scale (default per model: 7.0 SD3, 4.5 SD3.5, 1 Turbo; <= 1 disables the negative prompt)

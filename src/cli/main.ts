@@ -27,7 +27,7 @@ Usage:
   sd3 devices [--json]                                 CPU, GPU (WebGPU) and what --device auto picks
 
 Run "sd3 <command> --help" for a command's options.
-MODEL: a preset (stable_diffusion_3_medium, tiny-random), a .safetensors file, a folder
+MODEL: a preset (stable_diffusion_3_medium, demo, tiny-random), a .safetensors file, a folder
 (single file or diffusers layout), or a Hugging Face repo id (org/name[/file.safetensors]).`;
 
 

@@ -1,7 +1,7 @@
 /** `sd3 serve`: starts the image server (src/server) on one model and runs until Ctrl-C. */
 import { parseArgs } from 'node:util';
 import { createProgressBar } from '../hub/index.js';
-import { loadPreset } from '../presets/index.js';
+import { defaultImageShape, loadPreset } from '../presets/index.js';
 import { RedisJobQueue } from '../cluster/redis-queue.js';
 import { startServer } from '../server/index.js';
 import type { LoadedModel } from '../server/engine.js';
@@ -76,8 +76,8 @@ export async function runServe(argv: string[], signal: AbortSignal): Promise<num
   const port = intArg('port', v.port, 0, 7860)!;
   if (port > 65535) throw new UsageError(`--port must be at most 65535, got ${port}`);
   const model = v.model ?? 'stable_diffusion_3_medium';
-  const size = model === 'tiny-random' ? 256 : 1024;
-  const imageShape = { width: intArg('width', v.width, 16, size)!, height: intArg('height', v.height, 16, size)! };
+  const size = defaultImageShape(model);
+  const imageShape = { width: intArg('width', v.width, 16, size.width)!, height: intArg('height', v.height, 16, size.height)! };
   const runtime = runtimeArgs(v);
   const apiKey = v['api-key'] ?? process.env.SD3_API_KEY;
   if (apiKey !== undefined && apiKey.length < 8) throw new UsageError('--api-key must be at least 8 characters');

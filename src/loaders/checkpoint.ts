@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import { SD3Error, describe } from '../core/errors.js';
 import { SafetensorsFile } from '../core/safetensors.js';
 import { type RenameTable, SafetensorsStore } from '../core/weights.js';
-import { clipConfigFromHF } from '../models/clip.js';
+import { clipConfigFromHF, sd3SlotConfig } from '../models/clip.js';
 import { describeMMDiT, inferMMDiTConfig } from '../models/mmdit-config.js';
 import { t5ConfigFromHF } from '../models/t5.js';
 import { DIFFUSERS_FOLDERS, diffusersCLIP, diffusersT5, diffusersTransformer, diffusersVAE } from '../formats/diffusers.js';
@@ -130,6 +130,9 @@ function openSingleFile(file: string, opts: OpenOptions): OpenedCheckpoint {
       weights: {
         label: file,
         mmdit: parts.mmdit!, vae: parts.vae!, clipL: parts.clipL!, clipG: parts.clipG!,
+        ...vaeGroupsOf(main),
+        clipLConfig: sd3SlotConfig(parts.clipL!, 'clipL'),
+        clipGConfig: sd3SlotConfig(parts.clipG!, 'clipG'),
         t5: opts.t5 ? requireT5(parts.t5, file) : undefined,
         shift: DEFAULT_SHIFT,
         ...int8For(parts),
@@ -141,6 +144,18 @@ function openSingleFile(file: string, opts: OpenOptions): OpenedCheckpoint {
     for (const f of opened) f.close();
     throw e;
   }
+}
+
+/**
+ * The VAE's GroupNorm groups recorded in the file's metadata ("vae.groups"), which SD3 Medium's files do not
+ * carry (their VAE has the reference's 32); the built-in demo checkpoint records its 8.
+ */
+function vaeGroupsOf(file: SafetensorsFile): { vaeGroups?: number } {
+  const raw = file.metadata['vae.groups'];
+  if (raw === undefined) return {};
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) throw new SD3Error(`${file.path}: metadata "vae.groups" must be a positive integer, got ${JSON.stringify(raw)}`);
+  return { vaeGroups: n };
 }
 
 function requireT5(s: SafetensorsStore | undefined, where: string): SafetensorsStore {

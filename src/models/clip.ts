@@ -51,6 +51,21 @@ const POSITION_EMBEDDING = 'text_model.embeddings.position_embedding.weight';
 const PROJECTION = 'text_projection.weight';
 const layerName = (i: number) => `text_model.encoder.layers.${i}`;
 
+/** SD3's CLIP towers have 64-wide attention heads (CLIP-L 768 / 12, CLIP-G 1280 / 20). */
+const SD3_HEAD_WIDTH = 64;
+
+/**
+ * What a single-file checkpoint's slot tells about a CLIP tower whose width is not a real one (the built-in
+ * `demo` model): SD3's own choices for that slot, CLIP-L's quick GELU or CLIP-G's GELU, and 64-wide heads.
+ * Empty for the real widths (768, 1280), whose configs are known.
+ */
+export function sd3SlotConfig(store: WeightStore, slot: 'clipL' | 'clipG'): Partial<CLIPTextConfig> {
+  if (!store.has(TOKEN_EMBEDDING)) return {};
+  const width = store.get(TOKEN_EMBEDDING).shape[1]!;
+  if (BY_WIDTH[width] || width % SD3_HEAD_WIDTH !== 0) return {};
+  return { hiddenAct: slot === 'clipL' ? 'quick_gelu' : 'gelu', numAttentionHeads: width / SD3_HEAD_WIDTH };
+}
+
 /** Our config keys from a Hugging Face `CLIPTextConfig` JSON object (keys it lacks are left out). */
 export function clipConfigFromHF(hf: Readonly<Record<string, unknown>>): Partial<CLIPTextConfig> {
   const keys: [keyof CLIPTextConfig, string][] = [

@@ -19,7 +19,7 @@ export interface VAEConfig {
   readonly outChannels: number;
   /** Latent channels (SD3: 16); the encoder emits twice as many (mean and log-variance). */
   readonly zChannels: number;
-  /** GroupNorm groups and epsilon: not visible in the weights, fixed by the reference (32, 1e-6). */
+  /** GroupNorm groups and epsilon: not visible in the weights; the reference's are 32 and 1e-6 (the groups can be given). */
   readonly groups: number;
   readonly eps: number;
   /** Pixels per latent cell along each axis: 2^(levels - 1) (SD3: 8). */
@@ -93,7 +93,9 @@ function inferDecoder(store: WeightStore): Part {
  *
  * @example inferVAEConfig(store).downsampleFactor  // 8 for SD3 Medium
  */
-export function inferVAEConfig(store: WeightStore): VAEConfig {
+export function inferVAEConfig(store: WeightStore, given: { readonly groups?: number } = {}): VAEConfig {
+  const groups = given.groups ?? GROUPS;
+  if (!Number.isInteger(groups) || groups < 1) fail(store, `GroupNorm groups must be a positive integer, got ${JSON.stringify(given.groups)}`);
   const hasEncoder = store.has('encoder.conv_in.weight');
   const hasDecoder = store.has('decoder.conv_in.weight');
   if (!hasEncoder && !hasDecoder) fail(store, 'found neither encoder.conv_in.weight nor decoder.conv_in.weight');
@@ -110,6 +112,6 @@ export function inferVAEConfig(store: WeightStore): VAEConfig {
   return {
     ch: p.ch, chMult, numResBlocks: p.blocks,
     inChannels: enc?.io ?? 3, outChannels: dec?.io ?? 3, zChannels: p.z,
-    groups: GROUPS, eps: EPS, downsampleFactor: 2 ** (chMult.length - 1), hasEncoder, hasDecoder,
+    groups, eps: EPS, downsampleFactor: 2 ** (chMult.length - 1), hasEncoder, hasDecoder,
   };
 }

@@ -96,7 +96,10 @@ function checkNCHW(x: unknown, what: string, channels: number, factor: number): 
 
 // ---- the model ----
 
-export type VAEOptions = RuntimeOptions;
+export interface VAEOptions extends RuntimeOptions {
+  /** GroupNorm groups, which the weights cannot show (default 32, SD3's); the demo checkpoint records 8. */
+  readonly groups?: number;
+}
 
 export interface DecodeOptions {
   /** Decode in overlapping latent tiles to bound memory (off by default; not bit-exact, see vae-tiling.ts). */
@@ -119,7 +122,7 @@ export class VAE {
 
   /** Reads the configuration from `store` (VAE names without prefix); sessions are built on first use. */
   static async load(store: WeightStore, opts: VAEOptions = {}): Promise<VAE> {
-    return new VAE(inferVAEConfig(store), store, opts);
+    return new VAE(inferVAEConfig(store, opts.groups === undefined ? {} : { groups: opts.groups }), store, opts);
   }
 
   /** image [B, 3, H, W] in [-1, 1], H and W multiples of the downsampling factor -> posterior [B, 16, H/f, W/f]. */

@@ -38,6 +38,8 @@ export interface SD3Weights {
   readonly clipLConfig?: Partial<CLIPTextConfig>;
   readonly clipGConfig?: Partial<CLIPTextConfig>;
   readonly t5Config?: Partial<T5Config>;
+  /** The VAE's GroupNorm groups when not SD3's 32 (the demo checkpoint's metadata says 8). */
+  readonly vaeGroups?: number;
   /** Flow-matching shift (3.0 for SD3 Medium). */
   readonly shift: number;
   /** int8 Linear weights for the named Linear layers of a model (cached next to the checkpoint); blocks while it builds (scripts). */
@@ -185,7 +187,7 @@ export class SD3Backbone {
       this.branches.mmdit = slots ?? new Set();
       return m;
     });
-    this.vae = new Lazy(() => VAE.load(weights.vae, runtime));
+    this.vae = new Lazy(() => VAE.load(weights.vae, { ...runtime, ...(weights.vaeGroups !== undefined ? { groups: weights.vaeGroups } : {}) }));
   }
 
   /** 'sd3_medium', 'sd3.5_medium' or 'sd3.5_large', from the MMDiT's keys. */

@@ -5,7 +5,8 @@
  *   stable_diffusion_3.5_medium        SD3.5 Medium, Large and Large Turbo, the same way (their repositories'
  *   stable_diffusion_3.5_large         diffusers folders, or, when only those are cached, the single file with
  *   stable_diffusion_3.5_large_turbo   text_encoders/ beside it)
- *   tiny-random                        tiny random weights made in memory (tests, demos)
+ *   demo                               a tiny SD3-structured model trained on drawn shapes, shipped in the package (64x64)
+ *   tiny-random                        tiny random weights made in memory (tests)
  *   ./sd3_medium_incl_clips.safetensors, ./folder, stabilityai/stable-diffusion-3-medium-diffusers, org/repo/file.safetensors
  */
 import * as fs from 'node:fs';
@@ -21,14 +22,15 @@ import type { ImageShape } from '../pipelines/task.js';
 import { MODEL_PRESETS, type ModelPresetName, SD35_TEXT_ENCODERS } from './models.js';
 import { checkTextOptions } from '../pipelines/preprocessor.js';
 import type { TextOptions } from '../pipelines/text-windows.js';
+import { DEMO_SIZE, demoCheckpointPath } from './demo.js';
 import { tinyRandomWeights } from './tiny-random.js';
 
 export const SD3_MEDIUM_DIFFUSERS_REPO = MODEL_PRESETS.stable_diffusion_3_medium.repo;
-export const PRESETS = [...Object.keys(MODEL_PRESETS) as ModelPresetName[], 'tiny-random'] as const;
+export const PRESETS = [...Object.keys(MODEL_PRESETS) as ModelPresetName[], 'demo', 'tiny-random'] as const;
 export { MODEL_PRESETS } from './models.js';
 
 export interface PresetOptions extends BackboneOptions, TextOptions {
-  /** Output size: { width, height } or KerasHub's [height, width, 3]. Default 1024x1024 (256x256 for tiny-random). */
+  /** Output size: { width, height } or KerasHub's [height, width, 3]. Default 1024x1024 (64x64 for demo, 256x256 for tiny-random). */
   readonly imageShape?: ImageShape | readonly [number, number, number?];
   /** Use T5-XXL when available (default false, as KerasHub: 77 zero rows instead); see README "Memory". */
   readonly t5?: boolean;
@@ -55,8 +57,9 @@ const SD3_MEDIUM_MAX_SIDE = 3072;
  */
 export function defaultImageShape(preset: string, image?: { readonly width: number; readonly height: number }): ImageShape {
   const tiny = preset === 'tiny-random';
+  if (preset === 'demo' && !image) return { width: DEMO_SIZE, height: DEMO_SIZE };
   if (!image) return tiny ? { width: 256, height: 256 } : { width: 1024, height: 1024 };
-  const max = tiny ? 1024 : SD3_MEDIUM_MAX_SIDE;
+  const max = preset === 'demo' ? DEMO_SIZE : tiny ? 1024 : SD3_MEDIUM_MAX_SIDE;
   const scale = Math.min(1, max / image.width, max / image.height);
   const side = (n: number) => Math.min(max, Math.max(16, Math.round((n * scale) / 16) * 16));
   return { width: side(image.width), height: side(image.height) };
@@ -91,6 +94,10 @@ async function loadPresetModels(preset: string, opts: PresetOptions): Promise<Lo
   const backboneOpts: BackboneOptions = opts;
   if (preset === 'tiny-random') {
     const { weights, preprocessor } = tinyRandomWeights();
+    return { backbone: new SD3Backbone(weights, backboneOpts), preprocessor, imageShape: shapeOf(opts.imageShape, preset) };
+  }
+  if (preset === 'demo') {
+    const { weights, preprocessor } = openCheckpoint(demoCheckpointPath(), { t5: false });
     return { backbone: new SD3Backbone(weights, backboneOpts), preprocessor, imageShape: shapeOf(opts.imageShape, preset) };
   }
   let target: string;

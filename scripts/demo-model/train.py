@@ -1,0 +1,260 @@
+"""Trains the demo model from scratch: the VAE first, then CLIP-L, CLIP-G and the MMDiT together.
+
+    /usr/bin/python3 scripts/demo-model/train.py DATA_DIR WORK_DIR [--mmdit-steps N] [--threads N]
+
+DATA_DIR is what dump-data.ts wrote (scene attributes and captions tokenized by our TypeScript tokenizer).
+WORK_DIR receives vae.pt, latents.pt, mmdit.pt (with EMA weights), log.json. Seeds are fixed (torch 16,
+numpy 16); everything runs on the CPU, on one thread by default (--threads). A stage whose output exists is skipped.
+"""
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from models import LATENT_SCALE, LATENT_SHIFT, make_models, sd3_conditioning  # noqa: E402
+from render import render_all  # noqa: E402
+
+SHIFT = 3.0          # SD3's flow-matching shift, as the pipeline samples with
+FOREGROUND_WEIGHT = 4.0  # extra loss weight on latent cells the shape touches (from step FOREGROUND_FROM)
+FOREGROUND_FROM = 400
+TEXT_DROPOUT = 0.1   # captions replaced by the empty prompt, so classifier-free guidance has an unconditional model
+T5_ROWS = 77
+
+
+def log(msg):
+    print(f'[{time.strftime("%H:%M:%S")}] {msg}', flush=True)
+
+
+def load_data(data_dir):
+    meta = json.load(open(os.path.join(data_dir, 'meta.json')))
+    raw = np.fromfile(os.path.join(data_dir, 'captions.bin'), dtype='<u2').reshape(-1, 1 + 2 * 77)
+    return meta, raw[:, 0].astype(np.int64), raw[:, 1:78].astype(np.int64), raw[:, 78:].astype(np.int64)
+
+
+# (steps, batch, crop side): small crops first (many scenes per step for the same work: colours are learnt from
+# batch diversity, and what a convolutional VAE learns is local), then larger crops, then whole 64x64 scenes so
+# GroupNorm and the middle attention end on the statistics of full images.
+VAE_PHASES = [(1400, 32, 16), (300, 16, 32), (100, 8, 64)]
+
+
+def train_vae(vae, images, out, logs):
+    steps = sum(p[0] for p in VAE_PHASES)
+    opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
+    start = 0
+    partial = out + '.partial'
+    if os.path.exists(partial):
+        ck = torch.load(partial)
+        vae.load_state_dict(ck['vae']); opt.load_state_dict(ck['opt']); start = ck['step']
+        logs['vae'] = [r for r in logs['vae'] if r[0] < start]
+    g = torch.Generator().manual_seed(1 + start)
+    t0 = time.time()
+    plan = [(bs, crop) for n, bs, crop in VAE_PHASES for _ in range(n)]
+    for step in range(start, steps):
+        lr = 1e-3 * min(1.0, (step + 1) / 50) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
+        for pg in opt.param_groups:
+            pg['lr'] = lr
+        bs, crop = plan[step]
+        idx = torch.randint(0, images.shape[0], (bs,), generator=g)
+        x = images[idx].float() / 127.5 - 1
+        if crop < x.shape[-1]:
+            oy, ox = (int(v) * 8 for v in torch.randint(0, (x.shape[-1] - crop) // 8 + 1, (2,), generator=g))
+            x = x[:, :, oy:oy + crop, ox:ox + crop]
+        mean, logvar = vae.encoder(x)
+        logvar = logvar.clamp(-30, 20)
+        z = mean + torch.exp(0.5 * logvar) * torch.randn(mean.shape, generator=g)
+        rec = vae.decoder(z)
+        recon = (rec - x).abs().mean() + F.mse_loss(rec, x)
+        kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
+        loss = recon + 1e-4 * kl
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        logs['vae'].append([step, float(recon), float(kl)])
+        if step % 50 == 0 or step == steps - 1:
+            log(f'vae {step}/{steps} ({crop}x{crop}, batch {bs}) recon {float(recon):.4f} kl {float(kl):.3f} ({time.time() - t0:.0f} s)')
+        if (step + 1) % 100 == 0:
+            torch.save({'vae': vae.state_dict(), 'opt': opt.state_dict(), 'step': step + 1}, partial + '.tmp')
+            os.replace(partial + '.tmp', partial)
+            json.dump(logs, open(os.path.join(os.path.dirname(out), 'log.json'), 'w'))
+    torch.save(vae.state_dict(), out)
+
+
+@torch.no_grad()
+def fold_latent_statistics(vae, images):
+    """Per-channel statistics of the posterior, folded into encoder.conv_out and decoder.conv_in so that SD3's
+    own factors ((z - 0.0609) * 1.5305) map the demo VAE's latents to zero mean and unit variance."""
+    means, stds = [], []
+    for i in range(0, images.shape[0], 64):
+        m, lv = vae.encoder(images[i:i + 64].float() / 127.5 - 1)
+        means.append(m)
+        stds.append(torch.exp(0.5 * lv.clamp(-30, 20)))
+    m, s = torch.cat(means), torch.cat(stds)
+    mu = m.mean(dim=(0, 2, 3))
+    sd = torch.sqrt(m.var(dim=(0, 2, 3)) + s.pow(2).mean(dim=(0, 2, 3)))
+    a = 1 / (sd * LATENT_SCALE)                # z_new = a * (z_old - mu) + shift
+    b = LATENT_SHIFT - a * mu
+    z = mu.numel()
+    co = vae.encoder.conv_out
+    co.weight[:z] *= a[:, None, None, None]
+    co.bias[:z] = a * co.bias[:z] + b
+    co.bias[z:] += 2 * torch.log(a)            # logvar of the scaled posterior
+    ci = vae.decoder.conv_in                   # z_old = (z_new - b) / a
+    w = ci.weight.clone()
+    ci.bias += -(w * (b / a)[None, :, None, None]).sum(dim=(1, 2, 3))
+    ci.weight.copy_(w / a[None, :, None, None])
+    return mu, sd
+
+
+@torch.no_grad()
+def encode_all(vae, images):
+    means, stds = [], []
+    for i in range(0, images.shape[0], 64):
+        m, lv = vae.encoder(images[i:i + 64].float() / 127.5 - 1)
+        means.append((m - LATENT_SHIFT) * LATENT_SCALE)              # model space
+        stds.append(torch.exp(0.5 * lv.clamp(-30, 20)) * LATENT_SCALE)
+    return torch.cat(means), torch.cat(stds)
+
+
+def sample_sigmas(n, g):
+    """SD3's logit-normal timestep density (m = 0, s = 1), shifted by SHIFT like the sampling schedule."""
+    s = torch.sigmoid(torch.randn(n, generator=g))
+    return SHIFT * s / (1 + (SHIFT - 1) * s)
+
+
+def train_mmdit(clip_l, clip_g, mmdit, lat_mean, lat_std, fg_cells, scene, ids_l, ids_g, empty, steps, out, logs, resume=None):
+    params = list(clip_l.parameters()) + list(clip_g.parameters()) + list(mmdit.parameters())
+    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.0, betas=(0.9, 0.99))
+    ema = [p.detach().clone() for p in params]
+    start = 0
+    if resume is not None:
+        clip_l.load_state_dict(resume['clip_l_live']); clip_g.load_state_dict(resume['clip_g_live'])
+        mmdit.load_state_dict(resume['mmdit_live']); opt.load_state_dict(resume['opt'])
+        ema = resume['ema']; start = resume['step']
+    g = torch.Generator().manual_seed(2 + start)
+    bs = 24
+    peak = 1e-3
+    t0 = time.time()
+    el, eg = torch.tensor(empty['clipL']), torch.tensor(empty['clipG'])
+    for step in range(start, steps):
+        lr = peak * min(1.0, (step + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
+        for pg in opt.param_groups:
+            pg['lr'] = lr
+        r = torch.randint(0, scene.shape[0], (bs,), generator=g)
+        sc = torch.from_numpy(scene[r.numpy()])
+        il, ig = torch.from_numpy(ids_l[r.numpy()]), torch.from_numpy(ids_g[r.numpy()])
+        drop = torch.rand(bs, generator=g) < TEXT_DROPOUT
+        il[drop], ig[drop] = el, eg
+        x0 = lat_mean[sc] + lat_std[sc] * torch.randn(lat_mean[sc].shape, generator=g)
+        noise = torch.randn(x0.shape, generator=g)
+        sigma = sample_sigmas(bs, g)
+        xt = sigma[:, None, None, None] * noise + (1 - sigma[:, None, None, None]) * x0
+        ctx, y = sd3_conditioning(clip_l(il), clip_g(ig), mmdit.context_embedder.in_features, t5_rows=1)
+        v = mmdit(xt, sigma * 1000, y, ctx, merged_rows=T5_ROWS)
+        if step >= FOREGROUND_FROM:
+            # The shape covers a few of the 64 latent cells, so the plain MSE is mostly the background's: weigh
+            # the cells the shape touches more (the first run learnt backgrounds by step 400, shapes not yet).
+            w = 1 + FOREGROUND_WEIGHT * fg_cells[sc]
+            loss = (w * (v - (noise - x0)).pow(2)).mean() / w.mean()
+        else:
+            loss = F.mse_loss(v, noise - x0)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        decay = min(0.998, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for e, p in zip(ema, params):
+                e.mul_(decay).add_(p.detach(), alpha=1 - decay)
+        logs['mmdit'].append([step, float(loss)])
+        if step % 20 == 0 or step == steps - 1:
+            log(f'mmdit {step}/{steps} loss {float(loss):.4f} lr {lr:.2e} ({time.time() - t0:.0f} s)')
+        if (step + 1) % 100 == 0 or step == steps - 1:
+            save_mmdit(clip_l, clip_g, mmdit, params, ema, opt, step + 1, out)
+
+
+def save_mmdit(clip_l, clip_g, mmdit, params, ema, opt, step, out):
+    live = {'clip_l_live': clip_l.state_dict(), 'clip_g_live': clip_g.state_dict(), 'mmdit_live': mmdit.state_dict()}
+    live = {k: {n: t.clone() for n, t in v.items()} for k, v in live.items()}
+    with torch.no_grad():
+        saved = [p.detach().clone() for p in params]
+        for p, e in zip(params, ema):
+            p.copy_(e)
+        ema_sd = {'clip_l': clip_l.state_dict(), 'clip_g': clip_g.state_dict(), 'mmdit': mmdit.state_dict()}
+        ema_sd = {k: {n: t.clone() for n, t in v.items()} for k, v in ema_sd.items()}
+        for p, s in zip(params, saved):
+            p.copy_(s)
+    tmp = out + '.tmp'
+    torch.save({**ema_sd, **live, 'ema': ema, 'opt': opt.state_dict(), 'step': step}, tmp)
+    os.replace(tmp, out)
+    log(f'saved {out} at step {step}')
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('data')
+    ap.add_argument('work')
+    ap.add_argument('--mmdit-steps', type=int, default=1200)
+    # One thread: on this shared 2-core machine two threads were 5-20x slower per step than one whenever other
+    # work held a core (each parallel region waits for the descheduled thread; measured, see README).
+    ap.add_argument('--threads', type=int, default=1)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(16)
+    np.random.seed(16)
+    os.makedirs(a.work, exist_ok=True)
+    t_start = time.time()
+    meta, scene, ids_l, ids_g = load_data(a.data)
+    images = torch.from_numpy(render_all(meta)).permute(0, 3, 1, 2).contiguous()  # uint8 [N, 3, 128, 128]
+    log(f'rendered {images.shape[0]} scenes')
+    clip_l, clip_g, mmdit, vae = make_models()
+    log_path = os.path.join(a.work, 'log.json')
+    logs = json.load(open(log_path)) if os.path.exists(log_path) else {'vae': [], 'mmdit': [], 'seconds': {}}
+
+    vae_path = os.path.join(a.work, 'vae.pt')
+    if not os.path.exists(vae_path):
+        t = time.time()
+        if not os.path.exists(vae_path + '.raw.partial'):
+            logs['vae'] = []
+        train_vae(vae, images, vae_path + '.raw', logs)
+        vae.load_state_dict(torch.load(vae_path + '.raw'))
+        os.remove(vae_path + '.raw.partial')
+        mu, sd = fold_latent_statistics(vae, images)
+        log(f'latent statistics folded: mean {mu.numpy().round(3)} std {sd.numpy().round(3)}')
+        torch.save(vae.state_dict(), vae_path)
+        logs['seconds']['vae'] = time.time() - t
+        json.dump(logs, open(log_path, 'w'))
+    vae.load_state_dict(torch.load(vae_path))
+    lat_path = os.path.join(a.work, 'latents.pt')
+    if not os.path.exists(lat_path):
+        t = time.time()
+        torch.save(encode_all(vae, images), lat_path)
+        logs['seconds']['latents'] = time.time() - t
+    lat_mean, lat_std = torch.load(lat_path)
+    log(f'latents {tuple(lat_mean.shape)}: mean {float(lat_mean.mean()):.3f} std {float(lat_mean.std()):.3f}')
+
+    # latent cells (8x8 pixels each) where the scene differs from its background
+    bg = torch.tensor([meta['colours'][sc['background']] for sc in meta['scenes']], dtype=torch.int16)
+    differs = (images.to(torch.int16) - bg[:, :, None, None]).abs().amax(dim=1, keepdim=True) > 8
+    fg_cells = F.max_pool2d(differs.float(), 8)  # [N, 1, 8, 8]
+    mm_path = os.path.join(a.work, 'mmdit.pt')
+    resume = torch.load(mm_path) if os.path.exists(mm_path) else None
+    if resume is None or resume['step'] < a.mmdit_steps:
+        t = time.time()
+        if resume is None:
+            logs['mmdit'] = []
+        train_mmdit(clip_l, clip_g, mmdit, lat_mean, lat_std, fg_cells, scene, ids_l, ids_g, meta['empty'], a.mmdit_steps, mm_path, logs, resume)
+        logs['seconds']['mmdit'] = logs['seconds'].get('mmdit', 0) + time.time() - t
+    logs['seconds']['total_this_run'] = time.time() - t_start
+    json.dump(logs, open(log_path, 'w'))
+    log('done')
+
+
+if __name__ == '__main__':
+    main()
