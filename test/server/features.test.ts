@@ -14,6 +14,8 @@ import { writeSafetensors } from '../../src/core/safetensors.js';
 import { tensor } from '../../src/core/tensor.js';
 import { shapeOf } from '../../src/core/weights.js';
 import { type RGBImage, decodeImage } from '../../src/image/image.js';
+import { Engine } from '../../src/server/engine.js';
+import { JobQueue } from '../../src/server/queue.js';
 import { assertDifferentPixels, assertSamePixels } from '../helpers/tiny.js';
 import { type TestServer, postJSON, startTiny } from './helpers.js';
 
@@ -118,6 +120,33 @@ describe('LoRA tags in prompts', () => {
     assert.deepEqual(list.map((l) => l.name), ['broken', 'style', 'styles/nested']);
     assert.equal(list.find((l) => l.name === 'style')!.path, path.join(loraDir, 'style.safetensors'));
     assert.equal(list.find((l) => l.name === 'style')!.alias, 'style');
+  });
+
+  it('the engine resolves job LoRA names in its own folder (a cluster worker\'s --lora-dir) and refuses them without one', async () => {
+    const spec = { prompt: 'a red fox', negativePrompt: '', width: 64, height: 64, steps: 2, cfgScale: 7, seed: 7, batch: 1, loras: [{ name: 'style', scale: 0.8 }] };
+    const bare = new JobQueue(new Engine(srv.model), {});
+    try {
+      const job = bare.submit(spec);
+      await job.done;
+      assert.equal(job.status, 'failed');
+      assert.equal(job.error?.code, 'invalid_request');
+      assert.match(job.error!.message, /LoRA "style".*no LoRA folder.*--lora-dir/);
+    } finally {
+      await bare.close();
+    }
+    // A worker's own folder holding the same file: the same image as the front end's.
+    const own = path.join(tmp, 'worker-loras');
+    fs.mkdirSync(own, { recursive: true });
+    fs.copyFileSync(path.join(loraDir, 'style.safetensors'), path.join(own, 'style.safetensors'));
+    const worker = new JobQueue(new Engine(srv.model, { loraDir: own }), {});
+    try {
+      const job = worker.submit(spec);
+      await job.done;
+      assert.equal(job.status, 'completed', job.error?.message);
+      assertSamePixels(decodeImage(job.images[0]!.png), await native({ prompt: 'a red fox <lora:style:0.8>' }), 'worker folder vs server folder');
+    } finally {
+      await worker.close();
+    }
   });
 
   it('a server without --lora-dir refuses tags clearly', async () => {
