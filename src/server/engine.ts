@@ -110,7 +110,7 @@ export class Engine implements JobRunner {
   /**
    * Applies the job's LoRAs (resolved in this engine's folder) before it runs; called from the queue's one worker
    * loop, so jobs never race on the backbone's set. A backbone that never had LoRAs is left untouched by a job
-   * without any (no branch rebuild); an unchanged set feeds nothing new.
+   * without any (no branch rebuild).
    */
   private async switchLoras(loras: readonly JobLora[]): Promise<void> {
     const { backbone } = this.model;
