@@ -7,7 +7,8 @@ import { startServer } from '../server/index.js';
 import type { LoadedModel } from '../server/engine.js';
 import { startWorker, type WorkerHandle } from '../worker/index.js';
 import { MODEL_FLAGS, UsageError, intArg, runtimeArgs } from './args.js';
-import { WORKER_FLAGS, checkRedisArg, resultsDirArg, workerOptions } from './worker.js';
+import { LONG_PROMPTS, type LongPrompts } from '../pipelines/text-windows.js';
+import { WORKER_FLAGS, checkRedisArg, loraDirArg, resultsDirArg, workerOptions } from './worker.js';
 
 const HELP = `Usage: sd3 serve [-m MODEL] [options]
 
@@ -33,6 +34,10 @@ web page, all on one model and one queue. Point clients at it:
       --job-timeout SECONDS    a running job is stopped after this long (default 3600)
       --keep-results SECONDS   finished jobs and their images are kept this long (default 3600), then 410
       --preview-vae N          also VAE-decode a preview every N steps (default off: cheap latent previews)
+      --lora-dir DIR           LoRA files (.safetensors) that prompts name with <lora:NAME:SCALE> (every API);
+                               names stay inside DIR; listed at /sdapi/v1/loras. Without it tags are refused
+      --long-prompts MODE      truncate (default) or chunk: prompts past 75 CLIP tokens in the OpenAI and jobs
+                               APIs when a request has no long_prompts field (A1111's API chunks by default)
       --threads N              CPU threads (default: all cores)
       --device cpu|webgpu|auto where to run (default cpu, or $SD3_DEVICE)
       --int8                   int8 Linear weights (CPU)
@@ -63,6 +68,7 @@ export async function runServe(argv: string[], signal: AbortSignal): Promise<num
       'job-timeout': { type: 'string' },
       'keep-results': { type: 'string' },
       'preview-vae': { type: 'string' },
+      'long-prompts': { type: 'string' },
       redis: { type: 'string' },
       'no-local-worker': { type: 'boolean' },
       ...WORKER_FLAGS,
@@ -85,6 +91,11 @@ export async function runServe(argv: string[], signal: AbortSignal): Promise<num
   if (v['no-local-worker'] && !v.redis) throw new UsageError('--no-local-worker needs --redis URL (the workers that run the jobs take them from Redis)');
   if (v.redis) checkRedisArg(v.redis);
   const localModel = !v['no-local-worker'];
+  const loraDir = v['lora-dir'] !== undefined ? loraDirArg(v['lora-dir']) : undefined;
+  const longPrompts = v['long-prompts'];
+  if (longPrompts !== undefined && !(LONG_PROMPTS as readonly string[]).includes(longPrompts)) {
+    throw new UsageError(`--long-prompts must be ${LONG_PROMPTS.join(' or ')}, got ${JSON.stringify(longPrompts)}`);
+  }
   // The local worker's flags, checked before the (long) model load.
   const localWorker = v.redis && localModel ? workerOptions(v, v.redis, runtime.device ?? 'cpu') : undefined;
   const loading = localModel ? loadServedModel(model, imageShape, runtime, signal) : undefined;
@@ -103,6 +114,8 @@ export async function runServe(argv: string[], signal: AbortSignal): Promise<num
     }) } : {}),
     imageShape,
     modelName: model,
+    ...(loraDir !== undefined ? { loraDir } : {}),
+    ...(longPrompts !== undefined ? { longPrompts: longPrompts as LongPrompts } : {}),
     port,
     ...(v.host ? { host: v.host } : {}),
     ...(apiKey !== undefined ? { apiKey } : {}),

@@ -29,6 +29,8 @@ killed mid-job loses nothing: after --lock-ms another worker takes the job over.
                                --results-dir) instead of Redis; each job's files appear at once (rename)
       --job-timeout SECONDS    a running job is stopped after this long (default 3600)
       --preview-vae N          also VAE-decode a preview every N steps
+      --lora-dir DIR           resolve the <lora:NAME:SCALE> tags of jobs in DIR (give it the front end's
+                               folder, or a copy; without it a job naming a LoRA fails with a 400)
       --width N, --height N    the size the model is first built for (requests bring their own)
       --threads N              CPU threads (default: all cores)
       --device cpu|webgpu|auto where to run (default cpu, or $SD3_DEVICE)
@@ -43,6 +45,7 @@ export const WORKER_FLAGS = {
   'max-attempts': { type: 'string' },
   'result-ttl': { type: 'string' },
   'results-dir': { type: 'string' },
+  'lora-dir': { type: 'string' },
 } as const;
 
 type WorkerFlags = { [K in keyof typeof WORKER_FLAGS]?: string } & { 'preview-vae'?: string; 'job-timeout'?: string };
@@ -68,6 +71,18 @@ export function resultsDirArg(dir: string): string {
   return abs;
 }
 
+/** --lora-dir: an existing, readable folder, as an absolute path. */
+export function loraDirArg(dir: string): string {
+  const abs = path.resolve(dir);
+  try {
+    if (!fs.statSync(abs).isDirectory()) throw new Error('not a folder');
+    fs.accessSync(abs, fs.constants.R_OK);
+  } catch (e) {
+    throw new UsageError(`--lora-dir ${JSON.stringify(dir)} must be a readable folder: ${(e as Error).message}`);
+  }
+  return abs;
+}
+
 /** The worker's options from its flags (checked before the model loads). */
 export function workerOptions(v: WorkerFlags, url: string, device: string): Omit<WorkerOptions, 'model'> {
   const n = (name: keyof WorkerFlags, min: number) => intArg(name, v[name], min);
@@ -79,6 +94,7 @@ export function workerOptions(v: WorkerFlags, url: string, device: string): Omit
     url, device,
     ...Object.fromEntries(Object.entries(o).filter(([, x]) => x !== undefined)),
     ...(v['results-dir'] !== undefined ? { resultsDir: resultsDirArg(v['results-dir']) } : {}),
+    ...(v['lora-dir'] !== undefined ? { loraDir: loraDirArg(v['lora-dir']) } : {}),
     log: (line) => process.stderr.write(`sd3 worker: ${line}\n`),
   };
 }

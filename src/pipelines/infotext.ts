@@ -34,7 +34,7 @@ function quote(v: string): string {
 export function toInfotext(p: Record<string, unknown>, version?: string): string {
   const lines = [String(p.prompt ?? '')];
   if (typeof p.negativePrompt === 'string' && p.negativePrompt !== '') lines.push(`Negative prompt: ${p.negativePrompt}`);
-  const sampler = p.sampler === 'euler' || p.sampler === undefined ? 'Euler' : String(p.sampler);
+  const sampler = p.sampler === 'euler' || p.sampler === undefined ? 'Euler' : p.sampler === 'dpmpp_2m' ? 'DPM++ 2M' : String(p.sampler);
   const pairs: [string, unknown][] = [
     ['Steps', p.numSteps],
     ['Sampler', sampler],

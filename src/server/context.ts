@@ -5,6 +5,7 @@
 import type * as http from 'node:http';
 import type { Engine } from './engine.js';
 import { RequestError } from './errors.js';
+import type { LongPrompts } from '../pipelines/text-windows.js';
 import type { Limits } from './params.js';
 import type { Job, JobBackend } from './queue.js';
 
@@ -14,6 +15,10 @@ export interface ServerContext {
   /** The -m name clients see. */
   readonly modelName: string;
   readonly limits: Limits;
+  /** The LoRA folder prompt tags name files in (none: tags are refused). */
+  readonly loraDir?: string;
+  /** The OpenAI and native APIs' long-prompt mode when a request names none. */
+  readonly longPrompts: LongPrompts;
   /** The engine (none on a front end whose jobs run on workers) and queue; throws 503 with Retry-After while loading or shutting down. */
   ready(): { engine: Engine | undefined; queue: JobBackend };
   /** The engine while loaded (undefined while loading). */

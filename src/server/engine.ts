@@ -4,7 +4,8 @@
  * of the shared backbone), feeds step progress and previews to the job, and turns A1111's interrupt into the
  * images the latest latent decodes to.
  */
-import { AbortError } from '../core/errors.js';
+import { AbortError, SD3Error } from '../core/errors.js';
+import { resolveLoraName } from '../lora/index.js';
 import { tensor } from '../core/tensor.js';
 import { RGBImage } from '../image/image.js';
 import { imageToUint8 } from '../image/pixels.js';
@@ -19,6 +20,7 @@ import { TextToImage } from '../pipelines/text-to-image.js';
 import { startIndex } from '../sampler/flow-match.js';
 import type { Job, JobResultImage, JobRunner, JobSpec } from './queue.js';
 import { jobKind } from './queue.js';
+import type { JobLora } from './features.js';
 
 export interface LoadedModel {
   /** The name clients see (the -m argument). */
@@ -49,7 +51,8 @@ export class Engine implements JobRunner {
   /** Shown in PNG metadata and A1111's sd_model_name. */
   readonly checkpoint: string;
 
-  constructor(readonly model: LoadedModel, private readonly opts: { previewDecodeEvery?: number } = {}) {
+  /** `loraDir`: the folder the LoRA names of jobs are resolved in (jobs naming LoRAs are refused without one). */
+  constructor(readonly model: LoadedModel, private readonly opts: { previewDecodeEvery?: number; loraDir?: string } = {}) {
     this.checkpoint = modelName(model.backbone.weights.label);
   }
 
@@ -68,9 +71,14 @@ export class Engine implements JobRunner {
     const shape = { width: s.width, height: s.height };
     const input = { prompts: Array.from({ length: s.batch }, () => s.prompt), negativePrompts: s.negativePrompt };
     const side: Promise<void>[] = [];
+    await this.switchLoras(s.loras ?? []);
     const options = {
       numSteps: s.steps, guidanceScale: s.cfgScale, seed: s.seed, signal,
       ...(s.strength !== undefined ? { strength: s.strength } : {}),
+      ...(s.sampler ? { sampler: s.sampler } : {}),
+      ...(s.skipLayerGuidance ? { skipLayerGuidance: s.skipLayerGuidance } : {}),
+      ...(s.promptWeights !== undefined ? { promptWeights: s.promptWeights } : {}),
+      ...(s.longPrompts ? { longPrompts: s.longPrompts } : {}),
       onStep: (info: StepInfo) => {
         onStep(info);
         if (job.wantsPreviews && info.preview) side.push(this.cheapPreview(job, info));
@@ -99,6 +107,22 @@ export class Engine implements JobRunner {
     }));
   }
 
+  /**
+   * Applies the job's LoRAs (resolved in this engine's folder) before it runs; called from the queue's one worker
+   * loop, so jobs never race on the backbone's set. A backbone that never had LoRAs is left untouched by a job
+   * without any (no branch rebuild).
+   */
+  private async switchLoras(loras: readonly JobLora[]): Promise<void> {
+    const { backbone } = this.model;
+    if (loras.length > 0 && this.opts.loraDir === undefined) {
+      throw new SD3Error(`the job names LoRA ${JSON.stringify(loras[0]!.name)} but this worker has no LoRA folder (start it with --lora-dir DIR)`);
+    }
+    const specs = loras.map((l) => ({ path: resolveLoraName(this.opts.loraDir!, l.name), scale: l.scale }));
+    if (specs.length === 0 && backbone.loras.length === 0) return;
+    // setLoras reads a file once while its size and mtime stay, and refuses a bad set whole (an SD3Error: a 400).
+    await backbone.setLoras(specs);
+  }
+
   /** The latent preview of the first image, kept on the job and sent to its listeners. */
   private async cheapPreview(job: Job, info: StepInfo): Promise<void> {
     const [img] = await info.preview!();
@@ -123,7 +147,7 @@ export class Engine implements JobRunner {
     return Array.from({ length: B }, (_, i) => new RGBImage(W, H, (u8.data as Uint8Array).slice(i * H * W * 3, (i + 1) * H * W * 3), pngMetadata({
       task: kind, prompt: s.prompt, negativePrompt: s.negativePrompt, seed: (s.seed + i) % 0x100000000, numSteps: s.steps,
       ...(kind !== 'text-to-image' ? { strength: s.strength ?? TASK_DEFAULTS[kind].strength } : {}),
-      guidanceScale: s.cfgScale, shift: this.model.backbone.shift, width: W, height: H, sampler: 'euler', model: this.checkpoint,
+      guidanceScale: s.cfgScale, shift: this.model.backbone.shift, width: W, height: H, sampler: s.sampler ?? 'euler', model: this.checkpoint,
       ...(interrupted ? { interrupted: true, stepsDone: info.step } : {}),
     }, VERSION)));
   }

@@ -20,6 +20,7 @@ import { RequestError } from './errors.js';
 import { drainAndClose, mediaType, sendJSON } from './http.js';
 import { nativeError, nativeRoutes } from './jobs.js';
 import { openaiError, openaiRoutes } from './openai.js';
+import type { LongPrompts } from '../pipelines/text-windows.js';
 import type { Limits } from './params.js';
 import { type JobBackend, JobQueue, type QueueOptions } from './queue.js';
 import { sdapiError, sdapiRoutes } from './sdapi.js';
@@ -57,6 +58,10 @@ export interface ServerOptions extends QueueOptions {
   readonly maxPromptChars?: number;
   /** Also VAE-decode the latent every N steps as a preview (default off: the cheap latent preview only). */
   readonly previewDecodeEvery?: number;
+  /** The folder `<lora:NAME:SCALE>` prompt tags name files in (no folder: such tags are refused). */
+  readonly loraDir?: string;
+  /** How the OpenAI and native APIs read prompts past CLIP's 75 tokens when a request does not say (default 'truncate'). */
+  readonly longPrompts?: LongPrompts;
   /** The folder of the web page (default ./web beside this module). */
   readonly webRoot?: string;
 }
@@ -127,6 +132,8 @@ export async function startServer(opts: ServerOptions): Promise<ServerHandle> {
   const ctx: ServerContext = {
     modelName: opts.modelName,
     limits,
+    ...(opts.loraDir !== undefined ? { loraDir: opts.loraDir } : {}),
+    longPrompts: opts.longPrompts ?? 'truncate',
     get engine() { return engine; },
     get queue() { return queue; },
     get state() { return state; },
@@ -152,7 +159,7 @@ export async function startServer(opts: ServerOptions): Promise<ServerHandle> {
   }
   const ready = opts.model === undefined ? Promise.resolve() : Promise.resolve(opts.model).then((m) => {
     if (state === 'shutting_down') return;
-    engine = new Engine(m, opts.previewDecodeEvery !== undefined ? { previewDecodeEvery: opts.previewDecodeEvery } : {});
+    engine = new Engine(m, { ...(opts.previewDecodeEvery !== undefined ? { previewDecodeEvery: opts.previewDecodeEvery } : {}), ...(opts.loraDir !== undefined ? { loraDir: opts.loraDir } : {}) });
     queue ??= new JobQueue(engine, opts);
     defaultSize = { width: Math.min(m.imageShape.width, limits.maxWidth), height: Math.min(m.imageShape.height, limits.maxHeight) };
     state = 'ready';

@@ -2,7 +2,9 @@
  * The native API (the web page's): jobs with live progress.
  *
  *   POST /api/jobs                 JSON {prompt, negative_prompt?, image?, mask?, strength?, steps?, cfg_scale?,
- *                                  seed?, width?, height?, batch_size?} -> 202 {id, status, queue_position, events_url}
+ *                                  seed?, width?, height?, batch_size?, sampler? ("euler" | "dpmpp_2m"),
+ *                                  slg_scale?, slg_layers?, slg_start?, slg_end?, prompt_weights? (false),
+ *                                  long_prompts? ("truncate" | "chunk"; serve --long-prompts)} -> 202 {id, status, queue_position, events_url}
  *   GET  /api/jobs/:id             the job (404 unknown, 410 expired)
  *   GET  /api/jobs/:id/events      SSE: queued, started, progress (one per step), preview, completed | failed | cancelled
  *   GET  /api/jobs/:id/images/:n.png
@@ -16,6 +18,7 @@ import type * as http from 'node:http';
 import { type Route, type ServerContext, awaitJob, jobError } from './context.js';
 import { TASK_DEFAULTS } from './engine.js';
 import { RequestError, fieldError } from './errors.js';
+import { featureFields } from './features.js';
 import { EventStream, KiB, MiB, readJSON, sendJSON } from './http.js';
 import {
   base64Field, checkMaskSize, decodeUpload, fitSize, luminance, maskImage, numberField, promptFields, seedField, sideField,
@@ -46,8 +49,9 @@ export function nativeSpec(body: Record<string, unknown>, ctx: ServerContext): J
   const fallback = image ? fitSize(image, limits.maxWidth, limits.maxHeight) : ctx.defaultSize;
   const strength = numberField(b, 'strength', { min: 0, max: 1 });
   if (strength !== undefined && !image) throw fieldError('strength', 'strength applies to image-to-image and inpainting only (send image too)');
+  const features = featureFields(b, prompt, ctx, { promptWeights: false, longPrompts: ctx.longPrompts });
   return {
-    prompt, negativePrompt,
+    ...features, negativePrompt,
     width: sideField(b, 'width', limits.maxWidth) ?? fallback.width,
     height: sideField(b, 'height', limits.maxHeight) ?? fallback.height,
     steps: numberField(b, 'steps', { int: true, min: 1, max: limits.maxSteps }) ?? TASK_DEFAULTS[kind].steps,

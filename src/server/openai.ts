@@ -3,7 +3,9 @@
  *
  *   POST /v1/images/generations   JSON {prompt, n, size, response_format, output_format, output_compression,
  *                                 stream, partial_images} + our extensions {negative_prompt, steps, cfg_scale,
- *                                 seed, strength}; other fields (model, quality, style, background, user...) are
+ *                                 seed, strength, sampler ("euler" | "dpmpp_2m"), slg_scale, slg_layers, slg_start,
+ *                                 slg_end, prompt_weights (false), long_prompts ("truncate" | "chunk")}; <lora:NAME:SCALE>
+ *                                 prompt tags name files in --lora-dir; other fields (model, quality, style, background, user...) are
  *                                 accepted and ignored
  *   POST /v1/images/edits         multipart: image | image[] (the first is used), mask (alpha 0 = repaint when the
  *                                 PNG has transparency, else white = repaint), the same fields as strings;
@@ -20,6 +22,7 @@ import { PNG } from 'pngjs';
 import { type Route, type ServerContext, awaitJob, jobError } from './context.js';
 import { TASK_DEFAULTS, stepsRun } from './engine.js';
 import { RequestError, fieldError } from './errors.js';
+import { featureFields } from './features.js';
 import { EventStream, MiB, mediaType, readJSON, readMultipart, sendJSON } from './http.js';
 import {
   base64Field, boolField, checkMaskSize, decodeUpload, fitSize, luminance, maskImage, numberField, promptFields, seedField, sizeField, stringField,
@@ -68,8 +71,9 @@ function commonSpec(b: Record<string, unknown>, ctx: ServerContext): Omit<JobSpe
   const { prompt, negativePrompt } = promptFields(b, limits);
   const size = sizeField(b, 'size', limits);
   const steps = numberField(b, 'steps', { int: true, min: 1, max: limits.maxSteps });
+  const features = featureFields(b, prompt, ctx, { promptWeights: false, longPrompts: ctx.longPrompts });
   return {
-    prompt, negativePrompt,
+    ...features, negativePrompt,
     ...(size ? { size } : {}),
     ...(steps !== undefined ? { steps } : {}),
     cfgScale: numberField(b, 'cfg_scale', { min: 0, max: 30 }) ?? 7,

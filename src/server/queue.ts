@@ -9,7 +9,11 @@ import { randomUUID } from 'node:crypto';
 import { AbortError, SD3Error } from '../core/errors.js';
 import type { RGBImage } from '../image/image.js';
 import type { StepInfo } from '../pipelines/denoise.js';
+import type { LongPrompts } from '../pipelines/text-windows.js';
+import type { SkipLayerGuidance } from '../sampler/skip-layer-guidance.js';
+import type { SamplerName } from '../sampler/steppers.js';
 import { RequestError } from './errors.js';
+import type { JobLora } from './features.js';
 
 export type JobStatus = 'queued' | 'running' | 'completed' | 'failed' | 'cancelled';
 
@@ -29,6 +33,12 @@ export interface JobSpec {
   /** Inpainting: white (255) = repaint, one byte per pixel of `image`. */
   readonly mask?: RGBImage;
   readonly strength?: number;
+  /** LoRAs by name inside the engine's LoRA folder (features.ts); none: the base model. */
+  readonly loras?: readonly JobLora[];
+  readonly sampler?: SamplerName;
+  readonly skipLayerGuidance?: SkipLayerGuidance;
+  readonly promptWeights?: boolean;
+  readonly longPrompts?: LongPrompts;
 }
 
 export type JobKind = 'text-to-image' | 'image-to-image' | 'inpaint';

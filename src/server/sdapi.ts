@@ -2,7 +2,10 @@
  * AUTOMATIC1111's web UI API (/sdapi/v1), as Open WebUI, modelfusion and A1111 scripts send it.
  *
  *   POST txt2img    {prompt, negative_prompt, seed (-1 random), steps, cfg_scale, width, height, batch_size, n_iter,
- *                   sampler_name | sampler_index (Euler), override_settings.sd_model_checkpoint, send_images}
+ *                   sampler_name | sampler_index ("Euler" | "DPM++ 2M"), override_settings.sd_model_checkpoint, send_images}
+ *                   + extensions slg_scale, slg_layers, slg_start, slg_end, prompt_weights (default true), long_prompts
+ *                   ("chunk" default | "truncate"); <lora:NAME:SCALE> prompt tags name files in --lora-dir
+ *   GET  loras      the --lora-dir folder's .safetensors files {name, alias, path, metadata}
  *   POST img2img    + {init_images (the first is used), denoising_strength (0.75), mask (white = repaint; a mask with
  *                   transparency: alpha > 128 = repaint), inpainting_mask_invert, mask_blur (Gaussian, 4)};
  *                   resize_mode, inpainting_fill, inpaint_full_res... are accepted and ignored
@@ -16,9 +19,12 @@
 import { readPNGText } from '../image/image.js';
 import { parseInfotext } from '../pipelines/infotext.js';
 import { VERSION } from '../pipelines/task.js';
+import { A1111_TEXT_OPTIONS } from '../pipelines/text-windows.js';
+import type { SamplerName } from '../sampler/steppers.js';
 import { type Route, type ServerContext, awaitJob, jobError } from './context.js';
 import { TASK_DEFAULTS } from './engine.js';
 import { RequestError, fieldError } from './errors.js';
+import { featureFields, listLoras } from './features.js';
 import { KiB, MiB, readJSON, sendJSON } from './http.js';
 import {
   base64Field, boolField, checkMaskSize, decodeUpload, luminance, maskImage, numberField, promptFields, seedField, sideField, stringField,
@@ -33,7 +39,20 @@ export function sdapiError(e: RequestError): { status: number; body: unknown } {
   return { status: e.status, body: { error: e.status === 404 ? 'HTTPException' : e.code, detail: e.message, body: '', errors: e.message } };
 }
 
-const SAMPLERS = ['Euler', 'euler', 'k_euler', 'Euler flow', 'flow_match_euler', 'FlowMatchEulerDiscreteScheduler'];
+/**
+ * A1111's sampler names (and k-diffusion's) -> ours. Both walk the model's flow-matching shift schedule; "DPM++ 2M
+ * Karras" (and other schedule variants) would need a Karras sigma schedule this model does not sample with, so
+ * they are refused with the supported names.
+ */
+const SAMPLER_NAMES: Record<string, SamplerName> = {
+  euler: 'euler', k_euler: 'euler', 'euler flow': 'euler', flow_match_euler: 'euler', flowmatcheulerdiscretescheduler: 'euler',
+  'dpm++ 2m': 'dpmpp_2m', dpmpp_2m: 'dpmpp_2m', k_dpmpp_2m: 'dpmpp_2m',
+};
+const SAMPLER_LIST = [
+  { name: 'Euler', aliases: ['euler', 'k_euler', 'flow_match_euler'], options: {} },
+  { name: 'DPM++ 2M', aliases: ['dpmpp_2m', 'k_dpmpp_2m'], options: {} },
+];
+const samplerTitle = (s: SamplerName | undefined) => (s === 'dpmpp_2m' ? 'DPM++ 2M' : 'Euler');
 
 function title(ctx: ServerContext): string {
   return ctx.engine?.checkpoint ?? ctx.modelName;
@@ -73,10 +92,13 @@ function blur(values: Float32Array, w: number, h: number, sigma: number): Float3
 function specOf(b: Record<string, unknown>, ctx: ServerContext, img2img: boolean): JobSpec {
   const { limits } = ctx;
   const { prompt, negativePrompt } = promptFields(b, limits);
-  const sampler = stringField(b, 'sampler_name') || stringField(b, 'sampler_index');
-  if (sampler && !SAMPLERS.some((s) => s.toLowerCase() === sampler.toLowerCase())) {
-    throw fieldError(b.sampler_name ? 'sampler_name' : 'sampler_index', `Sampler not found: ${JSON.stringify(sampler)}; this model samples with "Euler" (flow matching)`);
+  const samplerText = stringField(b, 'sampler_name') || stringField(b, 'sampler_index');
+  const sampler = samplerText ? SAMPLER_NAMES[samplerText.trim().toLowerCase()] : undefined;
+  if (samplerText && !sampler) {
+    throw fieldError(b.sampler_name ? 'sampler_name' : 'sampler_index', `Sampler not found: ${JSON.stringify(samplerText)}; this model samples with ${SAMPLER_LIST.map((x) => `"${x.name}"`).join(' or ')} (on its flow-matching schedule; Karras and other schedules are not supported)`);
   }
+  // A1111 reads emphasis and chunks long prompts: on here unless the request's prompt_weights / long_prompts say otherwise.
+  const features = featureFields(b, prompt, ctx, { promptWeights: A1111_TEXT_OPTIONS.promptWeights ?? true, longPrompts: A1111_TEXT_OPTIONS.longPrompts ?? 'chunk' }, sampler);
   const overrides = b.override_settings;
   if (overrides !== undefined && overrides !== null) {
     if (typeof overrides !== 'object' || Array.isArray(overrides)) throw fieldError('override_settings', 'override_settings must be an object');
@@ -106,7 +128,7 @@ function specOf(b: Record<string, unknown>, ctx: ServerContext, img2img: boolean
   }
   const kind = mask ? 'inpaint' : image ? 'image-to-image' : 'text-to-image';
   return {
-    prompt, negativePrompt,
+    ...features, negativePrompt,
     width: sideField(b, 'width', limits.maxWidth) ?? ctx.defaultSize.width,
     height: sideField(b, 'height', limits.maxHeight) ?? ctx.defaultSize.height,
     steps: numberField(b, 'steps', { int: true, min: 1, max: limits.maxSteps }) ?? TASK_DEFAULTS[kind].steps,
@@ -124,7 +146,7 @@ function info(spec: JobSpec, ctx: ServerContext, infotexts: string[], seeds: num
     prompt: spec.prompt, all_prompts: seeds.map(() => spec.prompt),
     negative_prompt: spec.negativePrompt, all_negative_prompts: seeds.map(() => spec.negativePrompt),
     seed: spec.seed, all_seeds: seeds, subseed: -1, all_subseeds: seeds.map(() => -1), subseed_strength: 0,
-    width: spec.width, height: spec.height, sampler_name: 'Euler', cfg_scale: spec.cfgScale, steps: spec.steps,
+    width: spec.width, height: spec.height, sampler_name: samplerTitle(spec.sampler), cfg_scale: spec.cfgScale, steps: spec.steps,
     batch_size: spec.batch, restore_faces: false, face_restoration_model: null,
     sd_model_name: title(ctx), sd_model_hash: null, sd_vae_name: null, sd_vae_hash: null,
     seed_resize_from_w: -1, seed_resize_from_h: -1, denoising_strength: spec.strength ?? null,
@@ -213,7 +235,20 @@ export const sdapiRoutes: Route[] = [
   {
     method: 'GET', path: '/sdapi/v1/samplers', family: 'sdapi', body: 'none', limit: 0,
     async handle(_req, res) {
-      sendJSON(res, 200, [{ name: 'Euler', aliases: ['euler', 'k_euler', 'flow_match_euler'], options: {} }]);
+      sendJSON(res, 200, SAMPLER_LIST);
+    },
+  },
+  {
+    method: 'GET', path: '/sdapi/v1/loras', family: 'sdapi', body: 'none', limit: 0,
+    async handle(_req, res, _p, ctx) {
+      sendJSON(res, 200, ctx.loraDir === undefined ? [] : listLoras(ctx.loraDir));
+    },
+  },
+  {
+    method: 'POST', path: '/sdapi/v1/refresh-loras', family: 'sdapi', body: 'none', limit: 64 * KiB,
+    async handle(_req, res) {
+      // The folder is listed afresh on every request; nothing to refresh.
+      sendJSON(res, 200, null);
     },
   },
   {

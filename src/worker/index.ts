@@ -42,6 +42,8 @@ export interface WorkerOptions {
   /** A running job is stopped after this many seconds (default 3600). */
   readonly jobTimeout?: number;
   readonly previewDecodeEvery?: number;
+  /** The folder the LoRA names of jobs are resolved in (jobs naming LoRAs fail with a 400 without one). */
+  readonly loraDir?: string;
   readonly heartbeatMs?: number;
   /** Log lines (default: none). */
   readonly log?: (line: string) => void;
@@ -67,7 +69,7 @@ export async function startWorker(opts: WorkerOptions): Promise<WorkerHandle> {
   const heartbeatMs = opts.heartbeatMs ?? 2000;
   const ttl = opts.resultTtl ?? 3600;
   const log = opts.log ?? (() => undefined);
-  const engine = new Engine(opts.model, opts.previewDecodeEvery !== undefined ? { previewDecodeEvery: opts.previewDecodeEvery } : {});
+  const engine = new Engine(opts.model, { ...(opts.previewDecodeEvery !== undefined ? { previewDecodeEvery: opts.previewDecodeEvery } : {}), ...(opts.loraDir !== undefined ? { loraDir: opts.loraDir } : {}) });
   const slots: Slot[] = Array.from({ length: concurrency }, () => ({ queue: new JobQueue(engine, { maxQueue: 1, jobTimeout: opts.jobTimeout ?? 3600, keepJobs: 1 }), busy: undefined }));
   /** BullMQ job id -> the local job running it and its slot. */
   const running = new Map<string, { job: Job; slot: Slot }>();

@@ -19,9 +19,18 @@ describe('sd3 serve', () => {
   it('--help lists the options and how to point clients at it', async () => {
     const r = await runCLI(['serve', '--help']);
     assert.equal(r.code, 0, r.stderr);
-    for (const flag of ['--max-queue', '--api-key', '--cors', '--host', '--port', '--max-steps', '--job-timeout', '--preview-vae']) assert.match(r.stdout, new RegExp(flag));
+    for (const flag of ['--max-queue', '--api-key', '--cors', '--host', '--port', '--max-steps', '--job-timeout', '--preview-vae', '--lora-dir', '--long-prompts']) assert.match(r.stdout, new RegExp(flag));
     assert.match(r.stdout, /baseURL: 'http:\/\/127\.0\.0\.1:7860\/v1'/);
     assert.match(r.stdout, /sdapi\/v1\/txt2img/);
+  });
+
+  it('refuses a --lora-dir that is not a folder and an unknown --long-prompts before loading anything', async () => {
+    const noDir = await runCLI(['serve', '-m', 'tiny-random', '--port', '0', '--lora-dir', path.join(REPO, 'no-such-lora-folder')]);
+    assert.notEqual(noDir.code, 0);
+    assert.match(noDir.stderr, /--lora-dir ".*no-such-lora-folder" must be a readable folder/);
+    const mode = await runCLI(['serve', '-m', 'tiny-random', '--port', '0', '--long-prompts', 'wrap']);
+    assert.notEqual(mode.code, 0);
+    assert.match(mode.stderr, /--long-prompts must be truncate or chunk, got "wrap"/);
   });
 
   it('serves tiny-random with the flags given; Ctrl-C stops the running job and exits 0', { timeout: 120_000 }, async () => {

@@ -177,7 +177,7 @@ describe('A1111 /sdapi/v1', () => {
 
   it('samplers and schedulers list what the model does', async () => {
     const samplers = (await (await fetch(api('samplers'))).json()) as { name: string; aliases: string[] }[];
-    assert.deepEqual(samplers.map((s) => s.name), ['Euler']);
+    assert.deepEqual(samplers.map((s) => s.name), ['Euler', 'DPM++ 2M']);
     assert.equal((await fetch(api('schedulers'))).status, 200);
   });
 
@@ -187,7 +187,7 @@ describe('A1111 /sdapi/v1', () => {
       ['txt2img', { prompt: 'x', steps: 'a' }, 422, ['body', 'steps'], /steps must be an integer/],
       ['txt2img', { prompt: 'x', width: 50 }, 422, ['body', 'width'], /multiple of 16/],
       ['txt2img', { prompt: 'x', batch_size: 3, n_iter: 3 }, 422, ['body', 'batch_size'], /at most 4/],
-      ['txt2img', { prompt: 'x', sampler_name: 'DPM++ 2M' }, 422, ['body', 'sampler_name'], /Sampler not found/],
+      ['txt2img', { prompt: 'x', sampler_name: 'DPM++ 2M Karras' }, 422, ['body', 'sampler_name'], /Sampler not found/],
       ['txt2img', { prompt: 'x', override_settings: { sd_model_checkpoint: 'other.safetensors' } }, 422, ['body', 'override_settings', 'sd_model_checkpoint'], /cannot switch models/],
       ['txt2img', '{"prompt": ', 422, ['body'], /not valid JSON/],
       ['img2img', { prompt: 'x' }, 404, null, /Init image not found/],
