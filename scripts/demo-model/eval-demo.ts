@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { TextToImage } from '../../src/pipelines/text-to-image.js';
+import { TextToImage } from '../../src/presets/tasks.js';
 import { analyse, evalCases, score } from './evaluate.js';
 
 const { values: v } = parseArgs({

@@ -11,7 +11,7 @@ import { Job as BullJob, Queue, QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
 import { stepsRun } from '../server/engine.js';
 import { RequestError } from '../server/errors.js';
-import { Job, type JobBackend, type JobResultImage, type JobSpec, type SubmitOptions } from '../server/queue.js';
+import { Job, type JobBackend, sweepFinished, type JobResultImage, type JobSpec, type SubmitOptions } from '../server/queue.js';
 import {
   CONTROL_CHANNEL, type ControlMessage, type JobData, type JobOutcome, type Progress, type StopReason, type WorkerInfo,
   WORKERS_KEY, queueName, redisOptions, specToWire, stopKey, withTimeout,
@@ -39,7 +39,6 @@ export interface RedisQueueOptions {
 
 /** Workers not heard from for this long are dropped from /api/health. */
 const FORGET_WORKER_MS = 10 * 60_000;
-const EXPIRED_IDS = 10_000;
 /** BullMQ's failedReason when a job stalled (its worker died) more often than the workers allow. */
 const STALLED = /stalled more than allowable limit/i;
 
@@ -373,24 +372,13 @@ export class RedisJobQueue implements JobBackend {
 
   private finishJob(job: Job, status: 'completed' | 'failed' | 'cancelled', error?: { message: string; code: string }): void {
     if (job.terminal) return;
-    job.finish(status, error);
-    if (status === 'completed') job.emit('completed', null);
-    else if (status === 'failed') job.emit('failed', { error: { message: error!.message, code: error!.code } });
-    else job.emit('cancelled', { error: { message: error!.message, code: error!.code } });
+    job.end(status, error);
     this.onFinish?.(job);
     this.sweep();
   }
 
   private sweep(): void {
-    const now = Date.now();
-    const finished = [...this.jobs.values()].filter((j) => j.terminal).sort((a, b) => a.finished! - b.finished!);
-    finished.forEach((j, i) => {
-      if (now - j.finished! > this.keepMs || finished.length - i > this.keepJobs) {
-        this.jobs.delete(j.id);
-        this.expired.add(j.id);
-      }
-    });
-    while (this.expired.size > EXPIRED_IDS) this.expired.delete(this.expired.values().next().value!);
+    sweepFinished(this.jobs, this.expired, this.keepMs, this.keepJobs);
   }
 }
 

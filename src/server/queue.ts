@@ -179,6 +179,32 @@ export class Job {
     this.specValue = rest;
     this.resolveDone();
   }
+
+  /** Finishes the job and tells its listeners how it ended (the terminal event of every backend). */
+  end(status: 'completed' | 'failed' | 'cancelled', error?: { message: string; code: string }): void {
+    this.finish(status, error);
+    if (status === 'completed') this.emit('completed', null);
+    else this.emit(status, { error: { message: error!.message, code: error!.code } });
+  }
+}
+
+/** How many expired ids are remembered (to answer 410 rather than 404). */
+const EXPIRED_IDS = 10_000;
+
+/**
+ * Drops finished jobs past their time, and the oldest past the count, remembering their ids (bounded) so that
+ * a later request for one is told it expired (410) rather than never existed (404). Shared by every backend.
+ */
+export function sweepFinished(jobs: Map<string, Job>, expired: Set<string>, keepMs: number, keepJobs: number): void {
+  const now = Date.now();
+  const finished = [...jobs.values()].filter((j) => j.terminal).sort((a, b) => a.finished! - b.finished!);
+  finished.forEach((j, i) => {
+    if (now - j.finished! > keepMs || finished.length - i > keepJobs) {
+      jobs.delete(j.id);
+      expired.add(j.id);
+    }
+  });
+  while (expired.size > EXPIRED_IDS) expired.delete(expired.values().next().value!);
 }
 
 /**
@@ -224,8 +250,6 @@ export interface QueueOptions {
   readonly previews?: boolean;
 }
 
-/** How many expired ids are remembered (to answer 410 rather than 404). */
-const EXPIRED_IDS = 10_000;
 
 export class JobQueue implements JobBackend {
   readonly maxQueue: number;
@@ -255,7 +279,7 @@ export class JobQueue implements JobBackend {
     this.keepMs = (opts.keepSeconds ?? 3600) * 1000;
     this.keepJobs = opts.keepJobs ?? 64;
     this.previews = opts.previews ?? true;
-    this.sweeper = setInterval(() => this.sweep(), Math.min(30_000, Math.max(1000, this.keepMs / 4)));
+    this.sweeper = setInterval(() => sweepFinished(this.jobs, this.expired, this.keepMs, this.keepJobs), Math.min(30_000, Math.max(1000, this.keepMs / 4)));
     this.sweeper.unref();
   }
 
@@ -417,25 +441,9 @@ export class JobQueue implements JobBackend {
   private finishJob(job: Job, status: 'completed' | 'failed' | 'cancelled', error?: { message: string; code: string }): void {
     // Before anyone awaiting the job resumes: a finished job no longer holds the worker.
     if (this.runningJob === job) this.runningJob = undefined;
-    job.finish(status, error);
-    if (status === 'completed') job.emit('completed', null);
-    else if (status === 'failed') job.emit('failed', { error: { message: error!.message, code: error!.code } });
-    else job.emit('cancelled', { error: { message: error!.message, code: error!.code } });
+    job.end(status, error);
     this.onFinish?.(job);
-    this.sweep();
-  }
-
-  /** Drops finished jobs past their time, and the oldest past the count. */
-  private sweep(): void {
-    const now = Date.now();
-    const finished = [...this.jobs.values()].filter((j) => j.terminal).sort((a, b) => a.finished! - b.finished!);
-    finished.forEach((j, i) => {
-      if (now - j.finished! > this.keepMs || finished.length - i > this.keepJobs) {
-        this.jobs.delete(j.id);
-        this.expired.add(j.id);
-      }
-    });
-    while (this.expired.size > EXPIRED_IDS) this.expired.delete(this.expired.values().next().value!);
+    sweepFinished(this.jobs, this.expired, this.keepMs, this.keepJobs);
   }
 }
 

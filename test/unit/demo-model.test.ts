@@ -22,7 +22,7 @@ import { MMDiT } from '../../src/models/mmdit.js';
 import { VAE } from '../../src/models/vae.js';
 import { ImageToImage } from '../../src/pipelines/image-to-image.js';
 import { Inpaint } from '../../src/pipelines/inpaint.js';
-import { TextToImage } from '../../src/pipelines/text-to-image.js';
+import { TextToImage } from '../../src/presets/tasks.js';
 import { loadPreset } from '../../src/presets/index.js';
 import { demoCheckpointPath } from '../../src/presets/demo.js';
 import { analyse, evalCases, score } from '../../scripts/demo-model/evaluate.js';
