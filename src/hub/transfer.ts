@@ -67,12 +67,7 @@ export async function transferBlob(
   onBytes: (bytesOnDisk: number) => void,
 ): Promise<void> {
   await fs.mkdir(path.dirname(t.finalPath), { recursive: true });
-  const release = await lockfile.lock(t.finalPath, {
-    realpath: false,
-    lockfilePath: `${t.finalPath}.lock`,
-    stale: 20_000,
-    retries: { forever: true, minTimeout: 50, maxTimeout: 1000 },
-  });
+  const release = await lockBlob(t.finalPath, signal);
   try {
     if (signal?.aborted) throw abortError();
     if ((await sizeOf(t.finalPath)) === t.size && (await exists(t.finalPath))) {
@@ -82,6 +77,19 @@ export async function transferBlob(
     await transferLocked(t, ctx, signal, timeoutMs, onBytes);
   } finally {
     await release().catch(() => undefined); // a lock taken over as stale is no longer ours to remove
+  }
+}
+
+/** Waits for the blob's lock as long as its holder is alive (the lock is fresh), stopping when `signal` fires. */
+async function lockBlob(finalPath: string, signal: AbortSignal | undefined): Promise<() => Promise<void>> {
+  for (let wait = 50; ; wait = Math.min(1000, wait * 2)) {
+    if (signal?.aborted) throw abortError();
+    try {
+      return await lockfile.lock(finalPath, { realpath: false, lockfilePath: `${finalPath}.lock`, stale: 20_000, retries: 0 });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ELOCKED') throw err;
+    }
+    await new Promise((resolve) => setTimeout(resolve, wait));
   }
 }
 

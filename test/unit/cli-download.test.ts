@@ -4,6 +4,7 @@
  * and a second run with HF_HUB_OFFLINE=1 served from that cache with the hub stopped.
  */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -30,11 +31,18 @@ let cache: string;
 const files = sd3DiffusersRepo();
 const source = new Map(files.map((f) => [f.path, Buffer.from(f.content)]));
 const single = bytesOf(4096, 50);
+const both = bytesOf(300_000, 51);
 
 before(async () => {
   hub = await startFakeHub({
     [SD3]: { files, gated: true },
-    [SINGLE]: { files: [{ path: 'README.md', content: '# single\n' }, { path: 'sd3_medium.safetensors', content: single }] },
+    [SINGLE]: {
+      files: [
+        { path: 'README.md', content: '# single\n' },
+        { path: 'sd3_medium.safetensors', content: single },
+        { path: 'sd3_medium_incl_clips.safetensors', content: both },
+      ],
+    },
   });
   cache = await fs.mkdtemp(path.join(os.tmpdir(), 'sd3-cli-download-'));
 });
@@ -77,6 +85,29 @@ test('sd3 download --file: a single-file checkpoint, its path on stdout', async 
   assert.equal(path.basename(file), 'sd3_medium.safetensors');
   assert.deepEqual(await fs.readFile(file), single);
   assert.match(r.stderr, /^1 file\(s\) ready, 4\.1 kB\n$/m);
+});
+
+test('two sd3 download processes fetching one file both succeed; it is transferred once', { timeout: 60_000 }, async () => {
+  const FILE = 'sd3_medium_incl_clips.safetensors';
+  const args = ['download', SINGLE, '--file', FILE];
+  hub.stall(SINGLE, FILE, 100_000);
+  const first = runCLI(args, { env: env() });
+  const blobs = path.join(cache, 'models--tiny--sd3-single', 'blobs');
+  const partial = async () => (await fs.readdir(blobs).catch(() => [] as string[])).find((b) => b.endsWith('.incomplete'));
+  for (let p; !(p = await partial()) || (await fs.stat(path.join(blobs, p))).size !== 100_000; ) await new Promise((r) => setTimeout(r, 10));
+  const second = runCLI(args, { env: env() });
+  const heads = () => hub.requests.filter((r) => r.method === 'HEAD' && r.url.endsWith(FILE)).length;
+  while (heads() < 2) await new Promise((r) => setTimeout(r, 10));
+  await new Promise((r) => setTimeout(r, 300)); // the second process is now waiting on the lock
+  hub.finishStalled();
+  const [a, b] = await Promise.all([first, second]);
+  for (const r of [a, b]) {
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(await fs.readFile(r.stdout.trim()), both);
+  }
+  const sha = createHash('sha256').update(both).digest('hex');
+  assert.equal(hub.requests.filter((r) => r.server === 'cdn' && r.method === 'GET' && r.url.startsWith(`/repos/${sha}?`)).length, 1, 'one transfer');
+  assert.ok((await fs.readdir(blobs)).every((f) => !/\.(incomplete|lock)$/.test(f)), 'no partial file or lock left');
 });
 
 test('sd3 download of a gated model without a token fails with exit 1 and says to set HF_TOKEN', async () => {

@@ -259,6 +259,23 @@ test('two concurrent downloads of one blob both succeed: the second waits on the
   assert.deepEqual(await blobs(SD3), [sha256(source.get(TRANSFORMER)!)], 'no .incomplete or .lock left');
 });
 
+test('a call waiting on the lock of a blob stops when its signal fires, and the holder goes on', { timeout: 30_000 }, async () => {
+  hub.stall(SD3, TRANSFORMER, 100_000);
+  const first = downloadFiles(SD3, [TRANSFORMER], opts());
+  const incomplete = path.join(repoDir(SD3), 'blobs', sha256(source.get(TRANSFORMER)!) + '.incomplete');
+  while ((await fs.stat(incomplete).catch(() => null))?.size !== 100_000) await new Promise((r) => setTimeout(r, 5));
+  const controller = new AbortController();
+  const waiting = downloadFiles(SD3, [TRANSFORMER], opts({ signal: controller.signal }));
+  const heads = () => hub.requests.filter((r) => r.method === 'HEAD' && r.url.endsWith(TRANSFORMER)).length;
+  while (heads() < 2) await new Promise((r) => setTimeout(r, 5));
+  await new Promise((r) => setTimeout(r, 100));
+  controller.abort();
+  await assert.rejects(waiting, (err: Error) => err instanceof AbortError);
+  hub.finishStalled();
+  const result = await first;
+  assert.deepEqual(await fs.readFile(result.files[TRANSFORMER]!), source.get(TRANSFORMER));
+});
+
 test('a checksum mismatch is rejected and leaves no blob, final or partial', async () => {
   hub.tamper(SD3, VAE);
   await assert.rejects(downloadFiles(SD3, [VAE], opts()), (err: Error) => {
