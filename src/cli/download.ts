@@ -12,7 +12,8 @@ const HELP = `Usage: sd3 download <repo> [--file NAME.safetensors] [--t5] [--rev
   --revision R  branch, tag or commit (default main)
 
 Token: HF_TOKEN or the token file of huggingface-cli login. Cache: HF_HUB_CACHE or HF_HOME/hub
-(~/.cache/huggingface/hub), shared with the Python tools. HF_HUB_OFFLINE=1 uses the cache only.`;
+(~/.cache/huggingface/hub), shared with the Python tools. HF_HUB_OFFLINE=1 uses the cache only.
+SD3_HUB_TIMEOUT=S: give up on a server silent for S seconds (default 30; the partial file is resumed next run).`;
 
 export async function runDownload(argv: string[], signal: AbortSignal): Promise<number> {
   const { values: v, positionals } = parseArgs({

@@ -4,6 +4,7 @@
  *   {cacheDir}/models--{org}--{name}/
  *     blobs/{etag}                      file contents, named by sha256 (LFS) or git-sha1 (small files)
  *     blobs/{etag}.incomplete           a transfer in progress (resumed from its length)
+ *     blobs/{etag}.lock                 held by the process transferring that blob (proper-lockfile)
  *     refs/{revision}                   the commit hash a branch or tag pointed to
  *     snapshots/{commit}/{path}         relative symlinks into blobs/
  */

@@ -72,7 +72,7 @@ export async function downloadFiles(repoId: string, paths: readonly string[], op
   const head = async (file: string) => {
     const ctx = context(settings, repoId, revision, file);
     const url = resolveUrl(settings.endpoint, repoId, commit ?? revision, file);
-    return { file, ctx, meta: await fetchFileMetadata(url, ctx, settings.token, settings.signal) };
+    return { file, ctx, meta: await fetchFileMetadata(url, ctx, settings.token, settings.signal, settings.timeoutMs) };
   };
   let plans: { file: string; meta: FileMetadata; ctx: RequestContext }[];
   try {
@@ -107,6 +107,7 @@ export async function downloadFiles(repoId: string, paths: readonly string[], op
       { url: meta.downloadUrl, headers: hubHeaders(auth), finalPath: cache.blob(meta.etag), size: meta.size, etag: meta.etag },
       ctx,
       settings.signal,
+      settings.timeoutMs,
       (bytes) => emit({ ...base, phase: 'data', fileLoaded: bytes, loaded: done + bytes }),
     );
     out[file] = await cache.link(commit, file, meta.etag);

@@ -35,6 +35,17 @@ export function hubEndpoint(env: Env = process.env): string {
   return raw.replace(/\/+$/, '');
 }
 
+export const DEFAULT_HUB_TIMEOUT_SECONDS = 30;
+
+/** `SD3_HUB_TIMEOUT` (seconds, above 0), default 30: see HubOptions.timeoutSeconds. */
+export function hubTimeoutSeconds(env: Env = process.env): number {
+  const raw = nonEmpty(env.SD3_HUB_TIMEOUT);
+  if (raw === undefined) return DEFAULT_HUB_TIMEOUT_SECONDS;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n <= 0) throw new SD3Error(`SD3_HUB_TIMEOUT=${JSON.stringify(raw)} is not a number of seconds above 0`);
+  return n;
+}
+
 /** `HF_HOME`, default `$XDG_CACHE_HOME/huggingface` or `~/.cache/huggingface`. */
 export function hfHome(env: Env = process.env): string {
   const home = nonEmpty(env.HF_HOME);

@@ -49,10 +49,11 @@ export async function fetchFileMetadata(
   ctx: RequestContext,
   token: string | null,
   signal?: AbortSignal,
+  timeoutMs?: number,
 ): Promise<FileMetadata> {
   let current = url;
   for (let hop = 0; hop < 10; hop++) {
-    const res = await hubFetch(current, { method: 'HEAD', redirect: 'manual', headers: hubHeaders(token), signal });
+    const res = await hubFetch(current, { method: 'HEAD', redirect: 'manual', headers: hubHeaders(token), signal }, timeoutMs);
     const location = res.headers.get('location');
     if (res.status >= 300 && res.status < 400 && location) {
       if (isRelative(location)) {

@@ -1,5 +1,6 @@
 /** Options shared by the hub functions, with their environment defaults. */
-import { findToken, hubCacheDir, hubEndpoint, isOfflineMode } from './env.js';
+import { SD3Error } from '../core/errors.js';
+import { findToken, hubCacheDir, hubEndpoint, hubTimeoutSeconds, isOfflineMode } from './env.js';
 
 export interface HubOptions {
   /** Hub URL; default `HF_ENDPOINT` or https://huggingface.co. */
@@ -12,6 +13,11 @@ export interface HubOptions {
   readonly signal?: AbortSignal;
   /** Use the cache only, never the network; default `HF_HUB_OFFLINE`. */
   readonly offline?: boolean;
+  /**
+   * Seconds to wait for a server's first answer (connection and headers), and the longest pause between two
+   * pieces of a download's body; default `SD3_HUB_TIMEOUT` or 30. Total download time is never limited.
+   */
+  readonly timeoutSeconds?: number;
 }
 
 export interface HubSettings {
@@ -20,6 +26,7 @@ export interface HubSettings {
   readonly tokenSource: string | null;
   readonly cacheDir: string;
   readonly offline: boolean;
+  readonly timeoutMs: number;
   readonly signal?: AbortSignal;
 }
 
@@ -32,6 +39,12 @@ export function hubSettings(options: HubOptions = {}): HubSettings {
     tokenSource: options.token === undefined ? (found?.source ?? null) : token ? 'the token option' : null,
     cacheDir: options.cacheDir ?? hubCacheDir(),
     offline: options.offline ?? isOfflineMode(),
+    timeoutMs: 1000 * checkTimeout(options.timeoutSeconds ?? hubTimeoutSeconds(), 'the timeoutSeconds option'),
     signal: options.signal,
   };
+}
+
+function checkTimeout(seconds: number, name: string): number {
+  if (!Number.isFinite(seconds) || seconds <= 0) throw new SD3Error(`${name} is ${seconds}; expected a number of seconds above 0`);
+  return seconds;
 }

@@ -68,7 +68,7 @@ export async function resolveHubFiles(repoId: string, options: ResolveOptions = 
 function hubApiFetch(settings: HubSettings, repoId: string, revision: string): typeof fetch {
   return async (input, init) => {
     const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
-    const res = await hubFetch(url, { ...init, headers: hubHeaders(settings.token, { accept: 'application/json' }), signal: settings.signal });
+    const res = await hubFetch(url, { ...init, headers: hubHeaders(settings.token, { accept: 'application/json' }), signal: settings.signal }, settings.timeoutMs);
     if (!res.ok) {
       throw await errorFromResponse(res, { repoId, revision, endpoint: settings.endpoint, tokenSource: settings.tokenSource });
     }

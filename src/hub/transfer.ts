@@ -10,9 +10,10 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import lockfile from 'proper-lockfile';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { errorFromResponse, HubError, type RequestContext } from './hub-error.js';
-import { abortError, hubFetch } from './http.js';
+import { abortError, hubFetch, timeoutError } from './http.js';
 
 export interface BlobTransfer {
   /** Where to GET the bytes (CDN location or resolve URL). */
@@ -53,11 +54,60 @@ function rangeStart(res: Response): number {
   return m ? Number(m[1]) : -1;
 }
 
-/** Downloads (or resumes) one blob; `onBytes` gets the number of bytes now in the partial file. */
+/**
+ * Holds `blobs/{etag}.lock` (proper-lockfile: a lock directory whose mtime the holder refreshes, so the lock of a
+ * crashed process goes stale and is taken over) for the whole transfer: a second process or call for the same blob
+ * waits, then finds the finished blob and returns without downloading it again.
+ */
 export async function transferBlob(
   t: BlobTransfer,
   ctx: RequestContext,
   signal: AbortSignal | undefined,
+  timeoutMs: number,
+  onBytes: (bytesOnDisk: number) => void,
+): Promise<void> {
+  await fs.mkdir(path.dirname(t.finalPath), { recursive: true });
+  const release = await lockBlob(t.finalPath, signal);
+  try {
+    if (signal?.aborted) throw abortError();
+    if ((await sizeOf(t.finalPath)) === t.size && (await exists(t.finalPath))) {
+      onBytes(t.size);
+      return;
+    }
+    await transferLocked(t, ctx, signal, timeoutMs, onBytes);
+  } finally {
+    await release().catch(() => undefined); // a lock taken over as stale is no longer ours to remove
+  }
+}
+
+/** Waits for the blob's lock as long as its holder is alive (the lock is fresh), stopping when `signal` fires. */
+async function lockBlob(finalPath: string, signal: AbortSignal | undefined): Promise<() => Promise<void>> {
+  for (let wait = 50; ; wait = Math.min(1000, wait * 2)) {
+    if (signal?.aborted) throw abortError();
+    try {
+      return await lockfile.lock(finalPath, { realpath: false, lockfilePath: `${finalPath}.lock`, stale: 20_000, retries: 0 });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ELOCKED') throw err;
+    }
+    await new Promise((resolve) => setTimeout(resolve, wait));
+  }
+}
+
+async function exists(file: string): Promise<boolean> {
+  try {
+    await fs.access(file);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Downloads (or resumes) one blob; `onBytes` gets the number of bytes now in the partial file. */
+async function transferLocked(
+  t: BlobTransfer,
+  ctx: RequestContext,
+  signal: AbortSignal | undefined,
+  timeoutMs: number,
   onBytes: (bytesOnDisk: number) => void,
 ): Promise<void> {
   const incomplete = `${t.finalPath}.incomplete`;
@@ -77,7 +127,7 @@ export async function transferBlob(
 
   if (have < t.size) {
     const headers = have > 0 ? { ...t.headers, range: `bytes=${have}-` } : t.headers;
-    const res = await hubFetch(t.url, { headers, signal });
+    const res = await hubFetch(t.url, { headers, signal }, timeoutMs);
     if (res.status === 206) {
       if (rangeStart(res) !== have) {
         await res.body?.cancel();
@@ -95,7 +145,7 @@ export async function transferBlob(
       throw await errorFromResponse(res, ctx);
     }
     if (!res.body) throw new HubError(`empty answer body for ${label}`);
-    await pump(res.body as WebReadableStream<Uint8Array>, incomplete, digest, have, t.size, label, signal, onBytes);
+    await pump(res.body as WebReadableStream<Uint8Array>, incomplete, digest, have, t.size, label, signal, onBytes, t.url, timeoutMs);
   }
 
   const got = await sizeOf(incomplete);
@@ -125,12 +175,23 @@ async function pump(
   label: string,
   signal: AbortSignal | undefined,
   onBytes: (n: number) => void,
+  url: string,
+  timeoutMs: number,
 ): Promise<void> {
   let written = start;
+  // a stall limit, not a total one: the timer restarts with every chunk, so a slow but moving download goes on
+  let stall: NodeJS.Timeout | undefined;
+  const armStall = (): void => {
+    clearTimeout(stall);
+    stall = setTimeout(() => {
+      tap.destroy(timeoutError(url, timeoutMs, `no data after byte ${written} of ${size} for ${label} from`));
+    }, timeoutMs);
+  };
   let overflow = false;
   const out = createWriteStream(file, { flags: 'a' });
   const tap = new Transform({
     transform(chunk: Buffer, _enc, done) {
+      armStall();
       written += chunk.length;
       if (written > size) {
         overflow = true;
@@ -143,11 +204,15 @@ async function pump(
     },
   });
   try {
+    armStall();
     await pipeline(Readable.fromWeb(body), tap, out, signal ? { signal } : {});
   } catch (err) {
     if (!out.closed) await new Promise<void>((resolve) => out.once('close', () => resolve()));
     if (signal?.aborted) throw abortError();
     if (overflow) await fs.rm(file, { force: true });
+    if (err instanceof HubError && err.code === 'timeout') {
+      throw new HubError(`${err.message}; the partial file ${file} is kept and the next run resumes it`, undefined, 'timeout', { cause: err });
+    }
     if (err instanceof HubError) throw err;
     const cause = (err as { cause?: { message?: string } }).cause?.message ?? (err as Error).message;
     throw new HubError(
@@ -157,5 +222,7 @@ async function pump(
       undefined,
       { cause: err },
     );
+  } finally {
+    clearTimeout(stall);
   }
 }

@@ -20,6 +20,8 @@ export interface CLIOptions {
   readonly onStderr?: (child: ChildProcess, stderrSoFar: string) => void;
   /** A hung child is killed after this long (a guard against a test that never ends, not a timing check). */
   readonly killAfterMs?: number;
+  /** Extra environment for the child, over the defaults below (undefined removes a variable). */
+  readonly env?: Readonly<Record<string, string | undefined>>;
 }
 
 export function runCLI(args: readonly string[], opts: CLIOptions = {}): Promise<CLIResult> {
@@ -27,7 +29,7 @@ export function runCLI(args: readonly string[], opts: CLIOptions = {}): Promise<
   const child = spawn(process.execPath, nodeArgs, {
     cwd: REPO,
     // Never the network; no colours or TTY progress bars in what we parse.
-    env: { ...process.env, HF_HUB_OFFLINE: '1', NO_COLOR: '1', FORCE_COLOR: '0' },
+    env: withoutUndefined({ ...process.env, HF_HUB_OFFLINE: '1', NO_COLOR: '1', FORCE_COLOR: '0', ...opts.env }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
@@ -45,4 +47,8 @@ export function runCLI(args: readonly string[], opts: CLIOptions = {}): Promise<
       resolve({ code, signal, stdout, stderr });
     });
   });
+}
+
+function withoutUndefined(env: Record<string, string | undefined>): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined));
 }

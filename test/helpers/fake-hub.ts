@@ -47,6 +47,10 @@ export interface FakeHub {
   stall(repoId: string, path: string, afterBytes: number): void;
   /** Drops the connections of stalled transfers: the client sees the transfer cut off mid-way. */
   cutStalled(): void;
+  /** Sends the rest of every stalled transfer: the client sees a slow but complete answer. */
+  finishStalled(): void;
+  /** The next request (HEAD or GET) for `repoId/path` on the hub gets no answer at all, not even headers. */
+  hold(repoId: string, path: string): void;
   /** From now on `repoId/path` is sent whole (200) even when a Range is asked for, as some proxies do. */
   ignoreRange(repoId: string, path: string): void;
   /** From now on `repoId/path` is served with one byte flipped (same size, wrong checksum). */
@@ -87,7 +91,8 @@ export async function startFakeHub(repos: Record<string, FakeRepo>, options: { t
   const bySha = new Map<string, { repoId: string; path: string; entry: Entry }>();
   for (const [repoId, repo] of data) for (const [path, entry] of repo.files) if (entry.lfs) bySha.set(entry.sha256, { repoId, path, entry });
   const plans = new Map<string, number>();
-  const stalled = new Set<http.ServerResponse>();
+  const stalled = new Map<http.ServerResponse, Buffer>();
+  const held = new Set<string>();
   const tampered = new Set<string>();
   const wholeOnly = new Set<string>();
   const requests: RecordedRequest[] = [];
@@ -158,7 +163,7 @@ export async function startFakeHub(repos: Record<string, FakeRepo>, options: { t
       return;
     }
     plans.delete(key);
-    stalled.add(res);
+    stalled.set(res, body.subarray(afterBytes));
     res.on('close', () => stalled.delete(res));
     res.write(body.subarray(0, afterBytes));
   };
@@ -192,6 +197,11 @@ export async function startFakeHub(repos: Record<string, FakeRepo>, options: { t
       const repo = access(req, res, repoId, parts[3]);
       if (!repo) return;
       const path = parts.slice(4).join('/');
+      if (held.delete(`${repoId}/${path}`)) {
+        stalled.set(res, Buffer.alloc(0));
+        res.on('close', () => stalled.delete(res));
+        return;
+      }
       const entry = repo.files.get(path);
       if (!entry) {
         fail(req, res, 404, 'EntryNotFound', `${path} does not exist on "${parts[3]}"`);
@@ -251,8 +261,12 @@ export async function startFakeHub(repos: Record<string, FakeRepo>, options: { t
     commitOf: (repoId) => data.get(repoId)?.commit ?? '',
     stall: (repoId, path, afterBytes) => plans.set(`${repoId}/${path}`, afterBytes),
     cutStalled: () => {
-      for (const res of stalled) res.socket?.destroy();
+      for (const res of stalled.keys()) res.socket?.destroy();
     },
+    finishStalled: () => {
+      for (const [res, rest] of stalled) res.end(rest);
+    },
+    hold: (repoId, path) => held.add(`${repoId}/${path}`),
     ignoreRange: (repoId, path) => wholeOnly.add(`${repoId}/${path}`),
     tamper: (repoId, path) => tampered.add(`${repoId}/${path}`),
     close: async () => {

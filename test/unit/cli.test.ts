@@ -14,6 +14,7 @@ import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { decodeImage, readPNGText } from '../../src/image/image.js';
 import { TextToImage } from '../../src/presets/tasks.js';
+import { webgpuAvailable } from '../../src/runtime/ort.js';
 import { REPO, runCLI } from '../helpers/cli.js';
 import { assertSamePixels, testImage } from '../helpers/tiny.js';
 
@@ -229,14 +230,31 @@ describe('sd3, compiled (dist/cli/main.js)', () => {
     assert.equal(gen.stderr, '');
   });
 
+  // Every field is checked against a fact found without the CLI's code path: ORT's package.json, node:os, the
+  // environment given to the child, and a WebGPU probe of this test process (another process, so a CLI that
+  // printed a fixed answer or mapped the probe wrongly fails). SD3_EXPECT_WEBGPU (scripts/gpu-check.sh) pins it.
   it('devices --json reports the runtime, the CPU, the GPU probe and what auto picks', async () => {
-    const r = await runCLI(['devices', '--json'], { main: (await built).main });
+    const cache = path.join(tmp, 'devices-cache');
+    const env = { SD3_DEVICE: 'auto', HF_HUB_CACHE: cache, HF_HOME: undefined };
+    const r = await runCLI(['devices', '--json'], { main: (await built).main, env });
     assert.equal(r.code, 0, r.stderr);
     const info = JSON.parse(r.stdout) as Record<string, unknown>;
-    assert.match(String(info.onnxruntime), /^\d+\.\d+\.\d+/);
-    assert.equal(typeof info.webgpu, 'boolean');
-    assert.equal(info.autoDevice, info.webgpu ? 'webgpu' : 'cpu');
-    assert.ok(((info.cpu as { threads: number }).threads) >= 1);
+    const ortVersion = (JSON.parse(fs.readFileSync(path.join(REPO, 'node_modules', 'onnxruntime-node', 'package.json'), 'utf8')) as { version: string }).version;
+    assert.equal(info.onnxruntime, ortVersion);
+    assert.deepEqual(info.cpu, { model: os.cpus()[0]!.model, threads: os.availableParallelism() });
+    const gpu = await webgpuAvailable();
+    if (process.env.SD3_EXPECT_WEBGPU !== undefined) assert.equal(gpu, process.env.SD3_EXPECT_WEBGPU === '1', 'this process finds a GPU where SD3_EXPECT_WEBGPU says');
+    assert.equal(info.webgpu, gpu, 'the CLI finds what this process finds');
+    assert.equal(info.autoDevice, gpu ? 'webgpu' : 'cpu');
+    assert.equal(info.defaultDevice, 'auto', 'from SD3_DEVICE');
+    assert.equal(info.modelCache, cache, 'from HF_HUB_CACHE');
+
+    const text = await runCLI(['devices'], { main: (await built).main, env: { ...env, SD3_DEVICE: 'webgpu' } });
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(text.stdout, new RegExp(`^onnxruntime-node ${ortVersion.replace(/\./g, '\\.')}$`, 'm'));
+    assert.match(text.stdout, new RegExp(`^webgpu  ${gpu ? 'a GPU adapter was found' : 'no GPU adapter'}`, 'm'));
+    assert.match(text.stdout, new RegExp(`^default device webgpu \\(from \\$SD3_DEVICE\\); --device auto picks ${gpu ? 'webgpu' : 'cpu'}$`, 'm'));
+    assert.match(text.stdout, new RegExp(`^model cache ${cache.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm'));
   });
 
   it('--version prints the package version', async () => {

@@ -6,6 +6,8 @@ import * as path from 'node:path';
 import { afterEach, beforeEach, test } from 'node:test';
 import { AbortError } from '../../src/core/errors.js';
 import { downloadFiles, downloadSD3, HubError, resolveHubFiles, type DownloadProgress } from '../../src/hub/index.js';
+import { hubTimeoutSeconds } from '../../src/hub/env.js';
+import { hubSettings } from '../../src/hub/options.js';
 import { bytesOf, sd3DiffusersRepo, startFakeHub, type FakeFile, type FakeHub } from '../helpers/fake-hub.js';
 
 const SD3 = 'tiny/sd3-diffusers';
@@ -188,6 +190,89 @@ test('a server that ignores Range gets the whole file again, and the result is s
   const result = await downloadFiles(SD3, [TRANSFORMER], opts());
   const gets = hub.requests.filter((r) => r.server === 'cdn' && r.method === 'GET');
   assert.equal(gets[1]!.headers.range, 'bytes=60000-');
+  assert.deepEqual(await fs.readFile(result.files[TRANSFORMER]!), source.get(TRANSFORMER));
+});
+
+// the test timeouts only guard against a hang (the fake server stalls until told otherwise)
+test('a body that stalls ends in a HubError naming the URL without its query and the timeout; the next run resumes', { timeout: 30_000 }, async () => {
+  hub.stall(SD3, TRANSFORMER, 50_000);
+  const incomplete = path.join(repoDir(SD3), 'blobs', sha256(source.get(TRANSFORMER)!) + '.incomplete');
+  await assert.rejects(downloadFiles(SD3, [TRANSFORMER], opts({ timeoutSeconds: 0.3 })), (err: Error) => {
+    assert.ok(err instanceof HubError);
+    assert.equal(err.code, 'timeout');
+    const size = source.get(TRANSFORMER)!.length;
+    assert.match(err.message, new RegExp(`no data after byte 50000 of ${size} for ${SD3}/${TRANSFORMER} from ${hub.cdnOrigin}/repos/[0-9a-f]{64}\\?\\.\\.\\. for 0.3 s`));
+    assert.match(err.message, /SD3_HUB_TIMEOUT/);
+    assert.doesNotMatch(err.message, /Signature/, 'the signed query is not printed');
+    assert.match(err.message, /next run resumes it/);
+    return true;
+  });
+  assert.equal((await fs.stat(incomplete)).size, 50_000);
+  const result = await downloadFiles(SD3, [TRANSFORMER], opts({ timeoutSeconds: 0.3 }));
+  assert.deepEqual(await fs.readFile(result.files[TRANSFORMER]!), source.get(TRANSFORMER));
+});
+
+test('a slow body that keeps moving is not cut off: the stall limit is between chunks, not on the total', { timeout: 30_000 }, async () => {
+  hub.stall(SD3, TRANSFORMER, 50_000);
+  const pending = downloadFiles(SD3, [TRANSFORMER], opts({ timeoutSeconds: 1 }));
+  const incomplete = path.join(repoDir(SD3), 'blobs', sha256(source.get(TRANSFORMER)!) + '.incomplete');
+  while ((await fs.stat(incomplete).catch(() => null))?.size !== 50_000) await new Promise((r) => setTimeout(r, 5));
+  await new Promise((r) => setTimeout(r, 600)); // under the 1 s stall limit
+  hub.finishStalled();
+  const result = await pending;
+  assert.deepEqual(await fs.readFile(result.files[TRANSFORMER]!), source.get(TRANSFORMER));
+});
+
+test('a server that never answers ends in a HubError after the first-byte timeout', { timeout: 30_000 }, async () => {
+  hub.hold(SD3, 'model_index.json');
+  await assert.rejects(downloadFiles(SD3, ['model_index.json'], opts({ timeoutSeconds: 0.3 })), (err: Error) => {
+    assert.ok(err instanceof HubError);
+    assert.equal(err.code, 'timeout');
+    assert.match(err.message, new RegExp(`no answer from ${hub.endpoint}/${SD3}/resolve/main/model_index.json for 0.3 s`));
+    return true;
+  });
+});
+
+test('SD3_HUB_TIMEOUT sets the timeout; a bad value or option is refused with its name', () => {
+  assert.equal(hubTimeoutSeconds({}), 30);
+  assert.equal(hubTimeoutSeconds({ SD3_HUB_TIMEOUT: '2.5' }), 2.5);
+  assert.throws(() => hubTimeoutSeconds({ SD3_HUB_TIMEOUT: 'soon' }), /SD3_HUB_TIMEOUT="soon" is not a number of seconds above 0/);
+  assert.throws(() => hubTimeoutSeconds({ SD3_HUB_TIMEOUT: '0' }), /SD3_HUB_TIMEOUT="0"/);
+  assert.equal(hubSettings({ timeoutSeconds: 4 }).timeoutMs, 4000);
+  assert.throws(() => hubSettings({ timeoutSeconds: -1 }), /timeoutSeconds option is -1; expected a number of seconds above 0/);
+});
+
+test('two concurrent downloads of one blob both succeed: the second waits on the lock and reuses the finished blob', { timeout: 30_000 }, async () => {
+  hub.stall(SD3, TRANSFORMER, 100_000);
+  const first = downloadFiles(SD3, [TRANSFORMER], opts());
+  const incomplete = path.join(repoDir(SD3), 'blobs', sha256(source.get(TRANSFORMER)!) + '.incomplete');
+  while ((await fs.stat(incomplete).catch(() => null))?.size !== 100_000) await new Promise((r) => setTimeout(r, 5));
+  const second = downloadFiles(SD3, [TRANSFORMER], opts());
+  const heads = () => hub.requests.filter((r) => r.method === 'HEAD' && r.url.endsWith(TRANSFORMER)).length;
+  while (heads() < 2) await new Promise((r) => setTimeout(r, 5));
+  await new Promise((r) => setTimeout(r, 100)); // the second call is now at the lock
+  hub.finishStalled();
+  const [a, b] = await Promise.all([first, second]);
+  for (const r of [a, b]) assert.equal(sha256(await fs.readFile(r.files[TRANSFORMER]!)), sha256(source.get(TRANSFORMER)!));
+  const gets = hub.requests.filter((r) => r.server === 'cdn' && r.method === 'GET');
+  assert.equal(gets.length, 1, 'the blob was transferred once');
+  assert.deepEqual(await blobs(SD3), [sha256(source.get(TRANSFORMER)!)], 'no .incomplete or .lock left');
+});
+
+test('a call waiting on the lock of a blob stops when its signal fires, and the holder goes on', { timeout: 30_000 }, async () => {
+  hub.stall(SD3, TRANSFORMER, 100_000);
+  const first = downloadFiles(SD3, [TRANSFORMER], opts());
+  const incomplete = path.join(repoDir(SD3), 'blobs', sha256(source.get(TRANSFORMER)!) + '.incomplete');
+  while ((await fs.stat(incomplete).catch(() => null))?.size !== 100_000) await new Promise((r) => setTimeout(r, 5));
+  const controller = new AbortController();
+  const waiting = downloadFiles(SD3, [TRANSFORMER], opts({ signal: controller.signal }));
+  const heads = () => hub.requests.filter((r) => r.method === 'HEAD' && r.url.endsWith(TRANSFORMER)).length;
+  while (heads() < 2) await new Promise((r) => setTimeout(r, 5));
+  await new Promise((r) => setTimeout(r, 100));
+  controller.abort();
+  await assert.rejects(waiting, (err: Error) => err instanceof AbortError);
+  hub.finishStalled();
+  const result = await first;
   assert.deepEqual(await fs.readFile(result.files[TRANSFORMER]!), source.get(TRANSFORMER));
 });
 
