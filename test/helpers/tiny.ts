@@ -43,6 +43,22 @@ export function assertDifferentPixels(a: RGBImage, b: RGBImage, what = 'images')
   assert.ok(countDiff(a.data, b.data) > 0, `${what}: expected different pixels, got identical ones`);
 }
 
+/**
+ * Inpainting with the left half of the image masked, checked in latent terms as KerasHub's blend defines it:
+ * every latent of the right half equals the image's latent bit for bit, every latent of the left half differs.
+ */
+export function assertLeftHalfRepainted(last: ArrayLike<number>, init: ArrayLike<number>, latentWidth: number): void {
+  let keptOutside = 0;
+  let changedInside = 0;
+  for (let i = 0; i < last.length; i++) {
+    const x = i % latentWidth;
+    if (x >= latentWidth / 2 && last[i] === init[i]) keptOutside++;
+    if (x < latentWidth / 2 && last[i] !== init[i]) changedInside++;
+  }
+  assert.equal(keptOutside, last.length / 2, 'latents outside the mask must be the image latents');
+  assert.equal(changedInside, last.length / 2, 'latents inside the mask must be repainted');
+}
+
 export function countDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   assert.equal(a.length, b.length, 'lengths differ');
   let n = 0;
