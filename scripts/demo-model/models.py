@@ -434,7 +434,7 @@ CLIP_WIDTH = 64
 CLIP_LAYERS = 2
 MMDIT_DEPTH = 2
 POS_MAX = 4          # 4x4 patches of 2x2 latent cells = 64x64 pixels, the native size
-VAE_CHANNELS = [32, 32, 64, 64]
+VAE_CHANNELS = [16, 32, 64, 64]  # SD3's multipliers (1, 2, 4, 4) on a base of 16
 VAE_BLOCKS = 1
 LATENT_SCALE = 1.5305  # SD3's factors, kept: the VAE's latent statistics are folded into its weights
 LATENT_SHIFT = 0.0609
