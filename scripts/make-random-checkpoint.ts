@@ -77,6 +77,7 @@ async function main(): Promise<void> {
   const dtype = sd35 ? 'bfloat16' as const : 'float16' as const;
   const layout = sd35 ? sd35Layout(variant) : sd3MediumLayout({ t5 });
   const filler = new Filler(seed, sd35 ? f32ToBf16 : f32ToF16);
+  fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
   await write(file, layout, dtype, filler, variant);
   if (sd35) {
     // As in the SD3.5 repositories: the CLIP encoders as separate F16 files in text_encoders/ beside the single file.
