@@ -283,10 +283,11 @@ class MMDiT(nn.Module):
 
 # ---------------------------------------------------------------- VAE (reference sd3_impls.py names)
 
-# GroupNorm groups. SD3 has 32, with 128-512 channels (4-16 per group). At the demo's 32 channels, 32 groups
-# would normalise every channel alone, which erases a flat colour's absolute value (only signs survive); 8 groups
-# keep SD3's 4 channels per group at its widest level. The checkpoint records it (metadata "vae.groups").
-VAE_GROUPS = 8
+# GroupNorm groups. SD3 has 32, with 128-512 channels (4-16 per group). At the demo's 16 channels, 32 groups
+# cannot divide them, and one or two channels per group erase a flat colour's absolute value (over a flat
+# crop only the signs survive each normalisation; with 8 groups the VAE's loss stalled, measured); 4 groups keep
+# SD3's 4 channels per group at its widest level. The checkpoint records it (metadata "vae.groups").
+VAE_GROUPS = 4
 
 
 def gn(c):
