@@ -1,0 +1,120 @@
+/**
+ * What step caching saves and changes: the same prompts and seeds generated without the cache and at each
+ * threshold, in one run. Prints, per threshold, the share of steps that reused the model's output, the wall
+ * time as a ratio of the uncached run's, the per-pixel difference from the uncached images (0-255: largest
+ * and mean absolute), and with the demo model its evaluation scores (scripts/demo-model/evaluate.ts).
+ *
+ *   npm run bench:step-cache -- [--model demo | <checkpoint>] [--count 48] [--thresholds 0.05,0.1,0.2]
+ *     [--steps 28] [--guidance 7] [--sampler euler|dpmpp_2m] [--size 64] [--batch 1] [--threads N] [--int8] [--json]
+ *
+ * Images are generated --batch at a time (default 1, as one user asks for one image: the cache decides per
+ * model call, so a batch shares its decisions). Each configuration runs over all images before the next.
+ */
+import * as os from 'node:os';
+import { parseArgs } from 'node:util';
+import type { RGBImage } from '../src/image/image.js';
+import { generationParameters } from '../src/pipelines/infotext.js';
+import { loadPreset } from '../src/presets/index.js';
+import { TextToImage } from '../src/presets/tasks.js';
+import type { SamplerName } from '../src/sampler/steppers.js';
+import { analyse, evalCases, score } from '../scripts/demo-model/evaluate.js';
+
+const { values: v } = parseArgs({
+  options: {
+    model: { type: 'string', default: 'demo' },
+    count: { type: 'string', default: '48' },
+    thresholds: { type: 'string', default: '0.05,0.1,0.2' },
+    steps: { type: 'string', default: '28' },
+    guidance: { type: 'string', default: '7' },
+    sampler: { type: 'string', default: 'euler' },
+    size: { type: 'string' },
+    batch: { type: 'string', default: '1' },
+    threads: { type: 'string' },
+    int8: { type: 'boolean', default: false },
+    json: { type: 'boolean', default: false },
+  },
+});
+const num = (k: string, s: string, ok: (n: number) => boolean): number => {
+  const n = Number(s);
+  if (!ok(n)) throw new Error(`--${k}: bad value ${JSON.stringify(s)}`);
+  return n;
+};
+const count = num('count', v.count!, (n) => Number.isInteger(n) && n >= 1);
+const steps = num('steps', v.steps!, (n) => Number.isInteger(n) && n >= 1);
+const guidance = num('guidance', v.guidance!, Number.isFinite);
+const batch = num('batch', v.batch!, (n) => Number.isInteger(n) && n >= 1);
+const thresholds = v.thresholds!.split(',').map((s) => num('thresholds', s, (n) => n > 0 && n <= 1));
+const demo = v.model === 'demo';
+const size = v.size ? num('size', v.size, (n) => Number.isInteger(n) && n >= 16 && n % 16 === 0) : demo ? 64 : 256;
+const cases = evalCases(count);
+
+const loaded = await loadPreset(v.model!, {
+  imageShape: { width: size, height: size },
+  ...(v.threads ? { threads: Number(v.threads) } : {}),
+  ...(v.int8 ? { dtype: 'int8' as const } : {}),
+});
+const t2i = new TextToImage(loaded.backbone, loaded.preprocessor, loaded.imageShape);
+
+interface Row {
+  readonly threshold: number | null;
+  readonly seconds: number;
+  readonly reusedSteps: number;
+  readonly totalSteps: number;
+  readonly images: RGBImage[];
+}
+
+async function runAll(threshold: number | null): Promise<Row> {
+  const images: RGBImage[] = [];
+  const t0 = performance.now();
+  for (let i = 0; i < cases.length; i += batch) {
+    const part = cases.slice(i, i + batch);
+    images.push(...await t2i.generate(part.map((c) => c.prompt), {
+      seeds: part.map((c) => c.seed), guidanceScale: guidance, numSteps: steps, sampler: v.sampler as SamplerName,
+      ...(threshold !== null ? { stepCache: { threshold } } : {}),
+    }));
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  // Each batch's images carry the same list; count it once per model call.
+  let reusedSteps = 0;
+  for (let i = 0; i < images.length; i += batch) reusedSteps += (generationParameters(images[i]!)?.cachedSteps as number[] | undefined)?.length ?? 0;
+  return { threshold, seconds, reusedSteps, totalSteps: Math.ceil(images.length / batch) * steps, images };
+}
+
+function pixelDiff(a: readonly RGBImage[], b: readonly RGBImage[]): { max: number; mean: number } {
+  let max = 0, sum = 0, n = 0;
+  a.forEach((im, i) => {
+    const d1 = im.data, d2 = b[i]!.data;
+    for (let k = 0; k < d1.length; k++) {
+      const d = Math.abs(d1[k]! - d2[k]!);
+      if (d > max) max = d;
+      sum += d;
+    }
+    n += d1.length;
+  });
+  return { max, mean: sum / n };
+}
+
+const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
+const load = os.loadavg()[0]!.toFixed(1);
+if (!v.json) console.log(`model ${v.model}, ${count} prompts, ${size}x${size}, ${steps} steps, guidance ${guidance}, ${v.sampler}, batch ${batch}${v.int8 ? ', int8' : ''}; CPU ${cpu} (${os.cpus().length} threads), load ${load}`);
+const base = await runAll(null);
+const results: Record<string, unknown>[] = [];
+for (const threshold of [null, ...thresholds]) {
+  // The uncached run (first) is the reference every threshold is compared with.
+  const row = threshold === null ? base : await runAll(threshold);
+  const diff = pixelDiff(row.images, base.images);
+  const scores = demo ? score(cases, row.images.map((im) => analyse(im))) : undefined;
+  const r = {
+    threshold, reused: row.reusedSteps / row.totalSteps, reusedSteps: row.reusedSteps, totalSteps: row.totalSteps,
+    seconds: row.seconds, timeRatio: row.seconds / base.seconds, maxPixelDiff: diff.max, meanPixelDiff: diff.mean,
+    ...(scores ? { scores } : {}),
+  };
+  results.push(r);
+  if (!v.json) {
+    const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+    const s = scores ? `  background ${pct(scores.background)} colour ${pct(scores.colour)} position ${pct(scores.position)} shape ${pct(scores.shape)} size ${pct(scores.size)}` : '';
+    console.log(`${threshold === null ? 'uncached ' : `cache ${String(threshold).padEnd(4)}`}  reused ${pct(r.reused).padStart(6)} (${r.reusedSteps}/${r.totalSteps})  ${r.seconds.toFixed(1)} s = ${r.timeRatio.toFixed(3)}x  pixels max ${diff.max} mean ${diff.mean.toFixed(2)}${s}`);
+  }
+}
+if (v.json) console.log(JSON.stringify({ model: v.model, count, size, steps, guidance, sampler: v.sampler, batch, int8: v.int8, cpu, loadAverage: os.loadavg()[0], results }, null, 2));
+await t2i.dispose();
