@@ -8,7 +8,8 @@
  *     [--steps 28] [--guidance 7] [--sampler euler|dpmpp_2m] [--size 64] [--batch 1] [--threads N] [--int8] [--json]
  *
  * Images are generated --batch at a time (default 1, as one user asks for one image: the cache decides per
- * model call, so a batch shares its decisions). Each configuration runs over all images before the next.
+ * model call, so a batch shares its decisions). The configurations take turns on each batch, so that a change
+ * in the machine's load falls on all of them alike.
  */
 import * as os from 'node:os';
 import { parseArgs } from 'node:util';
@@ -57,27 +58,32 @@ const t2i = new TextToImage(loaded.backbone, loaded.preprocessor, loaded.imageSh
 
 interface Row {
   readonly threshold: number | null;
-  readonly seconds: number;
-  readonly reusedSteps: number;
-  readonly totalSteps: number;
+  seconds: number;
+  reusedSteps: number;
+  totalSteps: number;
   readonly images: RGBImage[];
 }
 
-async function runAll(threshold: number | null): Promise<Row> {
-  const images: RGBImage[] = [];
-  const t0 = performance.now();
-  for (let i = 0; i < cases.length; i += batch) {
-    const part = cases.slice(i, i + batch);
-    images.push(...await t2i.generate(part.map((c) => c.prompt), {
+// Configurations take turns on each batch of prompts, so that the machine's changing load (other jobs share
+// its cores) falls on all of them alike; each one's time is the sum of its own generate calls.
+const configs: (number | null)[] = [null, ...thresholds];
+// One untimed call first: the models load (and ORT warms up) on the first generation.
+await t2i.generate(cases[0]!.prompt, { seed: cases[0]!.seed, guidanceScale: guidance, numSteps: steps, sampler: v.sampler as SamplerName });
+const rows: Row[] = configs.map((threshold) => ({ threshold, seconds: 0, reusedSteps: 0, totalSteps: 0, images: [] }));
+for (let i = 0; i < cases.length; i += batch) {
+  const part = cases.slice(i, i + batch);
+  for (const row of rows) {
+    const t0 = performance.now();
+    const images = await t2i.generate(part.map((c) => c.prompt), {
       seeds: part.map((c) => c.seed), guidanceScale: guidance, numSteps: steps, sampler: v.sampler as SamplerName,
-      ...(threshold !== null ? { stepCache: { threshold } } : {}),
-    }));
+      ...(row.threshold !== null ? { stepCache: { threshold: row.threshold } } : {}),
+    });
+    row.seconds += (performance.now() - t0) / 1000;
+    // The images of one call carry the same list of reused steps: it is counted once per call.
+    row.reusedSteps += (generationParameters(images[0]!)?.cachedSteps as number[] | undefined)?.length ?? 0;
+    row.totalSteps += steps;
+    row.images.push(...images);
   }
-  const seconds = (performance.now() - t0) / 1000;
-  // Each batch's images carry the same list; count it once per model call.
-  let reusedSteps = 0;
-  for (let i = 0; i < images.length; i += batch) reusedSteps += (generationParameters(images[i]!)?.cachedSteps as number[] | undefined)?.length ?? 0;
-  return { threshold, seconds, reusedSteps, totalSteps: Math.ceil(images.length / batch) * steps, images };
 }
 
 function pixelDiff(a: readonly RGBImage[], b: readonly RGBImage[]): { max: number; mean: number } {
@@ -97,15 +103,13 @@ function pixelDiff(a: readonly RGBImage[], b: readonly RGBImage[]): { max: numbe
 const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
 const load = os.loadavg()[0]!.toFixed(1);
 if (!v.json) console.log(`model ${v.model}, ${count} prompts, ${size}x${size}, ${steps} steps, guidance ${guidance}, ${v.sampler}, batch ${batch}${v.int8 ? ', int8' : ''}; CPU ${cpu} (${os.cpus().length} threads), load ${load}`);
-const base = await runAll(null);
+const base = rows[0]!;
 const results: Record<string, unknown>[] = [];
-for (const threshold of [null, ...thresholds]) {
-  // The uncached run (first) is the reference every threshold is compared with.
-  const row = threshold === null ? base : await runAll(threshold);
+for (const row of rows) {
   const diff = pixelDiff(row.images, base.images);
   const scores = demo ? score(cases, row.images.map((im) => analyse(im))) : undefined;
   const r = {
-    threshold, reused: row.reusedSteps / row.totalSteps, reusedSteps: row.reusedSteps, totalSteps: row.totalSteps,
+    threshold: row.threshold, reused: row.reusedSteps / row.totalSteps, reusedSteps: row.reusedSteps, totalSteps: row.totalSteps,
     seconds: row.seconds, timeRatio: row.seconds / base.seconds, maxPixelDiff: diff.max, meanPixelDiff: diff.mean,
     ...(scores ? { scores } : {}),
   };
@@ -113,8 +117,9 @@ for (const threshold of [null, ...thresholds]) {
   if (!v.json) {
     const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
     const s = scores ? `  background ${pct(scores.background)} colour ${pct(scores.colour)} position ${pct(scores.position)} shape ${pct(scores.shape)} size ${pct(scores.size)}` : '';
-    console.log(`${threshold === null ? 'uncached ' : `cache ${String(threshold).padEnd(4)}`}  reused ${pct(r.reused).padStart(6)} (${r.reusedSteps}/${r.totalSteps})  ${r.seconds.toFixed(1)} s = ${r.timeRatio.toFixed(3)}x  pixels max ${diff.max} mean ${diff.mean.toFixed(2)}${s}`);
+    console.log(`${row.threshold === null ? 'uncached ' : `cache ${String(row.threshold).padEnd(4)}`}  reused ${pct(r.reused).padStart(6)} (${r.reusedSteps}/${r.totalSteps})  ${r.seconds.toFixed(1)} s = ${r.timeRatio.toFixed(3)}x  pixels max ${diff.max} mean ${diff.mean.toFixed(2)}${s}`);
   }
 }
+if (!v.json) console.log(`load at the end ${os.loadavg()[0]!.toFixed(1)}`);
 if (v.json) console.log(JSON.stringify({ model: v.model, count, size, steps, guidance, sampler: v.sampler, batch, int8: v.int8, cpu, loadAverage: os.loadavg()[0], results }, null, 2));
 await t2i.dispose();
