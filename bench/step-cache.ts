@@ -13,11 +13,12 @@
  */
 import * as os from 'node:os';
 import { parseArgs } from 'node:util';
+import { SD3Error } from '../src/core/errors.js';
 import type { RGBImage } from '../src/image/image.js';
 import { generationParameters } from '../src/pipelines/infotext.js';
 import { loadPreset } from '../src/presets/index.js';
 import { TextToImage } from '../src/presets/tasks.js';
-import type { SamplerName } from '../src/sampler/steppers.js';
+import { checkSampler } from '../src/sampler/steppers.js';
 import { analyse, evalCases, score } from '../scripts/demo-model/evaluate.js';
 
 const { values: v } = parseArgs({
@@ -35,18 +36,20 @@ const { values: v } = parseArgs({
     json: { type: 'boolean', default: false },
   },
 });
-const num = (k: string, s: string, ok: (n: number) => boolean): number => {
+const num = (k: string, s: string, ok: (n: number) => boolean, expected: string): number => {
   const n = Number(s);
-  if (!ok(n)) throw new Error(`--${k}: bad value ${JSON.stringify(s)}`);
+  if (s.trim() === '' || !ok(n)) throw new SD3Error(`--${k} must be ${expected}, got ${JSON.stringify(s)}`);
   return n;
 };
-const count = num('count', v.count!, (n) => Number.isInteger(n) && n >= 1);
-const steps = num('steps', v.steps!, (n) => Number.isInteger(n) && n >= 1);
-const guidance = num('guidance', v.guidance!, Number.isFinite);
-const batch = num('batch', v.batch!, (n) => Number.isInteger(n) && n >= 1);
-const thresholds = v.thresholds!.split(',').map((s) => num('thresholds', s, (n) => n > 0 && n <= 1));
+const int1 = (n: number) => Number.isInteger(n) && n >= 1;
+const count = num('count', v.count!, int1, 'an integer >= 1');
+const steps = num('steps', v.steps!, int1, 'an integer >= 1');
+const guidance = num('guidance', v.guidance!, Number.isFinite, 'a number');
+const batch = num('batch', v.batch!, int1, 'an integer >= 1');
+const thresholds = v.thresholds!.split(',').map((s) => num('thresholds', s, (n) => n > 0 && n <= 1, 'thresholds in (0, 1], separated by commas'));
+const sampler = checkSampler(v.sampler, '--sampler');
 const demo = v.model === 'demo';
-const size = v.size ? num('size', v.size, (n) => Number.isInteger(n) && n >= 16 && n % 16 === 0) : demo ? 64 : 256;
+const size = v.size ? num('size', v.size, (n) => Number.isInteger(n) && n >= 16 && n % 16 === 0, 'a multiple of 16') : demo ? 64 : 256;
 const cases = evalCases(count);
 
 const loaded = await loadPreset(v.model!, {
@@ -68,14 +71,14 @@ interface Row {
 // its cores) falls on all of them alike; each one's time is the sum of its own generate calls.
 const configs: (number | null)[] = [null, ...thresholds];
 // One untimed call first: the models load (and ORT warms up) on the first generation.
-await t2i.generate(cases[0]!.prompt, { seed: cases[0]!.seed, guidanceScale: guidance, numSteps: steps, sampler: v.sampler as SamplerName });
+await t2i.generate(cases[0]!.prompt, { seed: cases[0]!.seed, guidanceScale: guidance, numSteps: steps, sampler });
 const rows: Row[] = configs.map((threshold) => ({ threshold, seconds: 0, reusedSteps: 0, totalSteps: 0, images: [] }));
 for (let i = 0; i < cases.length; i += batch) {
   const part = cases.slice(i, i + batch);
   for (const row of rows) {
     const t0 = performance.now();
     const images = await t2i.generate(part.map((c) => c.prompt), {
-      seeds: part.map((c) => c.seed), guidanceScale: guidance, numSteps: steps, sampler: v.sampler as SamplerName,
+      seeds: part.map((c) => c.seed), guidanceScale: guidance, numSteps: steps, sampler,
       ...(row.threshold !== null ? { stepCache: { threshold: row.threshold } } : {}),
     });
     row.seconds += (performance.now() - t0) / 1000;
