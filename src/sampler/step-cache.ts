@@ -100,8 +100,9 @@ export class StepCacheRun {
   constructor(readonly config: StepCache, readonly steps: number) {}
 
   /**
-   * The cached model output (its rows first to last, possibly more than asked) for step k with input x when the step may reuse it, else undefined (the
-   * caller then runs the model and calls `computed`). `rows`: how many rows the step's model call would have.
+   * The cached model output for step k (0-based in the run) with input x when the step may reuse it, else
+   * undefined (the caller then runs the model and calls `computed`). `rows`: how many rows the step's model
+   * call would have; the cached output may hold more (its rows in the same order, the extra ones last).
    */
   lookup(k: number, x: Float32Array, rows: number): Float32Array | undefined {
     const prev = this.previousInput;
