@@ -15,6 +15,7 @@ export { SafetensorsFile, writeSafetensors } from './core/safetensors.js';
 export { sigmaSchedule, startIndex } from './sampler/flow-match.js';
 export { SAMPLERS, type SamplerName } from './sampler/steppers.js';
 export { SD3_5_MEDIUM_SLG, type SkipLayerGuidance } from './sampler/skip-layer-guidance.js';
+export { STEP_CACHE_DEFAULTS, type StepCache } from './sampler/step-cache.js';
 export { type SamplingDefaults, samplingDefaults } from './pipelines/model-defaults.js';
 export { MODEL_PRESETS } from './presets/models.js';
 export * as hub from './hub/index.js';

@@ -2,6 +2,7 @@
 import { SD3Error } from '../core/errors.js';
 import type { BackboneOptions } from '../pipelines/backbone.js';
 import { SD3_5_MEDIUM_SLG, type SkipLayerGuidance } from '../sampler/skip-layer-guidance.js';
+import { STEP_CACHE_DEFAULTS, type StepCache } from '../sampler/step-cache.js';
 import { SAMPLERS, type SamplerName } from '../sampler/steppers.js';
 import { type DeviceChoice, parseDevice } from '../runtime/ort.js';
 
@@ -70,20 +71,48 @@ export function runtimeArgs(v: { threads?: string; device?: string; int8?: boole
   };
 }
 
-/** The sampler flags of `sd3 generate`: --sampler and skip-layer guidance's --slg-scale/-layers/-start/-end. */
+/**
+ * The sampler flags of `sd3 generate`: --sampler, skip-layer guidance's --slg-scale/-layers/-start/-end, and
+ * the step cache's --step-cache/-start/-end.
+ */
 export const SAMPLER_FLAGS = {
   sampler: { type: 'string' },
   'slg-scale': { type: 'string' },
   'slg-layers': { type: 'string' },
   'slg-start': { type: 'string' },
   'slg-end': { type: 'string' },
+  'step-cache': { type: 'string' },
+  'step-cache-start': { type: 'string' },
+  'step-cache-end': { type: 'string' },
 } as const;
 
 /**
  * --sampler euler|dpmpp_2m, and skip-layer guidance: on when --slg-scale X > 0 is given, with --slg-layers
  * (default 7,8,9), --slg-start (0.01) and --slg-end (0.2) defaulting to Stability's SD3.5 Medium setting.
  */
-export function samplerArgs(v: { sampler?: string; 'slg-scale'?: string; 'slg-layers'?: string; 'slg-start'?: string; 'slg-end'?: string }): { sampler?: SamplerName; skipLayerGuidance?: SkipLayerGuidance } {
+export function samplerArgs(v: { sampler?: string; 'slg-scale'?: string; 'slg-layers'?: string; 'slg-start'?: string; 'slg-end'?: string } & StepCacheFlags): { sampler?: SamplerName; skipLayerGuidance?: SkipLayerGuidance; stepCache?: StepCache } {
+  const cache = stepCacheArgs(v);
+  const rest = slgArgs(v);
+  return cache ? { ...rest, stepCache: cache } : rest;
+}
+
+type StepCacheFlags = { 'step-cache'?: string; 'step-cache-start'?: string; 'step-cache-end'?: string };
+
+/** --step-cache X (the threshold, in (0, 1]; off without it) with its window --step-cache-start/-end (0.15, 0.95). */
+export function stepCacheArgs(v: StepCacheFlags): StepCache | undefined {
+  const threshold = numArg('step-cache', v['step-cache'], (n) => n > 0 && n <= 1, 'a threshold in (0, 1] (e.g. 0.1)');
+  const start = numArg('step-cache-start', v['step-cache-start'], (n) => n >= 0 && n <= 1, 'a number in [0, 1]');
+  const end = numArg('step-cache-end', v['step-cache-end'], (n) => n >= 0 && n <= 1, 'a number in [0, 1]');
+  if (threshold === undefined) {
+    if (start !== undefined || end !== undefined) throw new UsageError('--step-cache-start and --step-cache-end need --step-cache X (the step cache is off without it)');
+    return undefined;
+  }
+  const c = { threshold, start: start ?? STEP_CACHE_DEFAULTS.start, end: end ?? STEP_CACHE_DEFAULTS.end };
+  if (c.start >= c.end) throw new UsageError(`--step-cache-start ${c.start} must be before --step-cache-end ${c.end}`);
+  return c;
+}
+
+function slgArgs(v: { sampler?: string; 'slg-scale'?: string; 'slg-layers'?: string; 'slg-start'?: string; 'slg-end'?: string }): { sampler?: SamplerName; skipLayerGuidance?: SkipLayerGuidance } {
   if (v.sampler !== undefined && !(SAMPLERS as readonly string[]).includes(v.sampler)) throw new UsageError(`--sampler must be one of ${SAMPLERS.join(', ')}, got "${v.sampler}"`);
   const scale = numArg('slg-scale', v['slg-scale'], (n) => n >= 0, 'a number >= 0');
   const start = numArg('slg-start', v['slg-start'], (n) => n >= 0 && n <= 1, 'a number in [0, 1]');

@@ -28,6 +28,10 @@ const HELP = `Usage: sd3 generate -p PROMPT [options]
       --slg-scale X            skip-layer guidance (off by default; 2.5 is Stability's SD3.5 Medium setting): a third,
                                positive-only pass with --slg-layers (default 7,8,9) skipped, on the steps k with
                                --slg-start * steps < k < --slg-end * steps (default 0.01 and 0.2)
+      --step-cache X           step caching (off by default; 0.05-0.2 useful): a step reuses the last model
+                               output while the summed estimate of its relative change stays under X, in (0, 1];
+                               only steps k with --step-cache-start * steps <= k < --step-cache-end * steps
+                               (default 0.15 and 0.95), never the first two or the last. Faster, not exact
       --strength X             with --image: how much to repaint, 0..1 (default 0.8; 0.6 with --mask)
       --seed N                 seed (default random); image i of a batch uses seed + i
       --batch N                images per prompt (default 1, at most 64)
@@ -80,7 +84,7 @@ function stepReporter(json: boolean): (s: StepInfo) => void {
       process.stderr.write(`\r[${'#'.repeat(done)}${'.'.repeat(width - done)}] step ${s.step}/${s.total}  ${s.elapsed.toFixed(1)} s  eta ${eta.toFixed(0)} s `);
       if (s.step === s.total) process.stderr.write('\n');
     } else {
-      process.stderr.write(`step ${s.step}/${s.total} ${s.elapsed.toFixed(2)} s\n`);
+      process.stderr.write(`step ${s.step}/${s.total} ${s.elapsed.toFixed(2)} s${s.cached ? ' (cached)' : ''}\n`);
     }
   };
 }

@@ -1,7 +1,9 @@
 /**
  * The denoising loop shared by the three tasks (and checked by the sampler and inpaint parity fixtures):
  * flow-matching Euler or DPM++ 2M steps (src/sampler/steppers.ts) with classifier-free guidance and optional
- * skip-layer guidance, optionally blending a masked image back in after every step (KerasHub's inpainting).
+ * skip-layer guidance, optionally blending a masked image back in after every step (KerasHub's inpainting),
+ * and optionally reusing the last model output on steps where it is predicted to have barely changed
+ * (src/sampler/step-cache.ts).
  */
 import { AbortError, SD3Error } from '../core/errors.js';
 import { type Tensor, tensor } from '../core/tensor.js';
@@ -9,6 +11,7 @@ import type { RGBImage } from '../image/image.js';
 import { addNoise, guide, timestepOf } from '../sampler/flow-match.js';
 import { type SamplerName, checkSampler, makeStepper } from '../sampler/steppers.js';
 import { type SkipLayerGuidance, checkSkipLayerGuidance, skipLayerGuidanceActive } from '../sampler/skip-layer-guidance.js';
+import { type StepCache, StepCacheRun, checkStepCache } from '../sampler/step-cache.js';
 
 /**
  * The MMDiT as the loop sees it: velocity for latents x [N,C,H,W] at timesteps t [N]; `skip` bypasses joint
@@ -38,6 +41,8 @@ export interface StepInfo {
   readonly elapsed: number;
   /** The latent after this step (model space, NCHW; the callback's own copy). */
   readonly latent: Tensor<'float32'>;
+  /** True when this step reused the previous model output instead of running the model (step cache). */
+  readonly cached?: boolean;
   /**
    * A cheap preview of `latent`: one small RGB image per batch item, a latent cell per pixel (see preview.ts).
    * Set when the loop runs through SD3Backbone.denoise.
@@ -71,6 +76,12 @@ export interface SampleOptions {
    * joint blocks `layers` bypassed, added as scale * (pos - skipped). See sampler/skip-layer-guidance.ts.
    */
   readonly skipLayerGuidance?: SkipLayerGuidance;
+  /**
+   * Step caching (off by default): { threshold, start?, end?, maxSkips? }. A step inside the window reuses the
+   * last model output while the summed estimate of its relative change stays under threshold; the first two
+   * and the last step always run the model. See sampler/step-cache.ts.
+   */
+  readonly stepCache?: Partial<StepCache> & { readonly threshold: number };
   /** Inpainting: per-latent-pixel mask [B, 1, H, W] flattened, 1 = repaint, 0 = keep `init`. */
   readonly mask?: Float32Array;
   readonly onStep?: (info: StepInfo) => void;
@@ -94,6 +105,16 @@ function concatRows(...parts: Tensor<'float32'>[]): Tensor<'float32'> {
   return tensor('float32', [parts.reduce((n, p) => n + p.shape[0]!, 0), ...a.shape.slice(1)], out);
 }
 
+/** One model call: x repeated for each group of B rows of the batch (positive, negative, skip-layer pass). */
+async function runModel(model: VelocityModel, x: Float32Array, N: number, [B, C, H, W]: readonly [number, number, number, number], timestep: number,
+  batch: { readonly context: Tensor<'float32'>; readonly y: Tensor<'float32'> }, skip: { layers: readonly number[]; fromRow: number } | undefined): Promise<Float32Array> {
+  const n = x.length;
+  const xin = new Float32Array(N * C * H * W);
+  for (let r = 0; r < N / B; r++) xin.set(x, r * n);
+  const t = tensor('float32', [N], new Float32Array(N).fill(timestep));
+  return (await model.forward(tensor('float32', [N, C, H, W], xin), t, batch.y, batch.context, skip)).data;
+}
+
 /** Runs the sampling loop and returns the final latent (model space). */
 export async function sampleLatents(o: SampleOptions): Promise<Float32Array> {
   const [B, C, H, W] = o.shape;
@@ -110,6 +131,7 @@ export async function sampleLatents(o: SampleOptions): Promise<Float32Array> {
   if (rows !== B) throw new SD3Error(`conditioning has ${rows} prompts for ${B} latents`);
   const stepper = makeStepper(checkSampler(o.sampler ?? 'euler'), o.sigmas);
   const slg = o.skipLayerGuidance ? checkSkipLayerGuidance(o.skipLayerGuidance) : undefined;
+  const cache = o.stepCache ? new StepCacheRun(checkStepCache(o.stepCache), steps - o.start) : undefined;
   const pos = o.cond.positive;
   const neg = o.cond.negative;
   // Rows of one model call: [positive; negative] with guidance, then the positive prompt again for the
@@ -134,18 +156,16 @@ export async function sampleLatents(o: SampleOptions): Promise<Float32Array> {
     const skip = slg !== undefined && skipLayerGuidanceActive(slg, i - o.start, steps);
     const batch = skip ? (withSkip ??= batchOf(true)) : plain;
     const N = batch.rows;
-    const xin = new Float32Array(N * per);
-    for (let r = 0; r < N / B; r++) xin.set(x, r * n);
-    const t = tensor('float32', [N], new Float32Array(N).fill(timestepOf(sigma)));
-    const v = (await o.model.forward(tensor('float32', [N, C, H, W], xin), t, batch.y, batch.context,
-      skip ? { layers: slg!.layers, fromRow: N - B } : undefined)).data;
+    const reused = cache?.lookup(i - o.start, x, N);
+    const v = reused ?? await runModel(o.model, x, N, [B, C, H, W], timestepOf(sigma), batch, skip ? { layers: slg!.layers, fromRow: N - B } : undefined);
     const vPos = v.subarray(0, n);
     const vg = cfg ? guide(vPos, v.subarray(n, 2 * n), o.guidanceScale) : Float32Array.from(vPos);
     if (skip) {
       // v += scale * (v_pos - v_skip): the reference's scale * (D_pos - D_skip) in velocity form.
-      const vSkip = v.subarray(N * per - n);
+      const vSkip = v.subarray((N - B) * per, N * per);
       for (let k = 0; k < n; k++) vg[k] = vg[k]! + slg!.scale * (vPos[k]! - vSkip[k]!);
     }
+    if (cache && !reused) cache.computed(x, v, N, vg);
     o.denoisedTrace?.(Float32Array.from(x, (xv, k) => xv - Math.fround(vg[k]! * sigma)));
     x = stepper.step(x, vg, i);
     if (o.mask) {
@@ -158,7 +178,7 @@ export async function sampleLatents(o: SampleOptions): Promise<Float32Array> {
     }
     o.trace?.(x);
     // A copy: x is updated in place by the next step, and callers may keep the latents they are given.
-    o.onStep?.({ step: i - o.start + 1, total: steps - o.start, elapsed: (performance.now() - t0) / 1000, latent: tensor('float32', [B, C, H, W], x.slice()) });
+    o.onStep?.({ step: i - o.start + 1, total: steps - o.start, elapsed: (performance.now() - t0) / 1000, latent: tensor('float32', [B, C, H, W], x.slice()), ...(reused ? { cached: true } : {}) });
   }
   return x;
 }

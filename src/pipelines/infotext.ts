@@ -11,6 +11,7 @@
 import * as path from 'node:path';
 import type { RGBImage } from '../image/image.js';
 import { readPNGText } from '../image/image.js';
+import { startIndex } from '../sampler/flow-match.js';
 
 /** PNG keyword of our JSON record. */
 export const JSON_KEYWORD = 'sd3-ts';
@@ -30,6 +31,18 @@ function quote(v: string): string {
   return /[,:\n]/.test(v) ? JSON.stringify(v) : v;
 }
 
+function stepCacheThreshold(c: unknown): number | undefined {
+  return c !== null && typeof c === 'object' && typeof (c as { threshold?: unknown }).threshold === 'number' ? (c as { threshold: number }).threshold : undefined;
+}
+
+/** The steps a run took: all of them, or from int(steps * (1 - strength)) for the image tasks. */
+function stepsRun(p: Record<string, unknown>): number | string {
+  const steps = p.numSteps;
+  if (typeof steps !== 'number') return '?';
+  const s = p.strength;
+  return p.task !== 'text-to-image' && typeof s === 'number' && s >= 0 && s <= 1 ? steps - startIndex(steps, s) : steps;
+}
+
 /** The A1111 infotext of one image's parameters (our JSON record's field names). */
 export function toInfotext(p: Record<string, unknown>, version?: string): string {
   const lines = [String(p.prompt ?? '')];
@@ -44,6 +57,9 @@ export function toInfotext(p: Record<string, unknown>, version?: string): string
     ['Size', p.width !== undefined && p.height !== undefined ? `${p.width}x${p.height}` : undefined],
     ['Model', p.model],
     ['Denoising strength', p.task === 'text-to-image' ? undefined : p.strength],
+    // Ours (A1111 has no step cache): the threshold, and how many steps reused the model's output.
+    ['Step cache', stepCacheThreshold(p.stepCache)],
+    ['Cached steps', Array.isArray(p.cachedSteps) ? `${p.cachedSteps.length}/${stepsRun(p)}` : undefined],
     ['Interrupted', p.interrupted === true ? 'True' : undefined],
     ['Version', version],
   ];

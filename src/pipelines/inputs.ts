@@ -8,6 +8,7 @@ import { RGBImage, nearestSource, resizeNearest, resizeNearestHWC } from '../ima
 import { uint8ToImage } from '../image/pixels.js';
 import { checkSeed, randomSeed } from '../sampler/noise.js';
 import { type SkipLayerGuidance, checkSkipLayerGuidance } from '../sampler/skip-layer-guidance.js';
+import { type StepCache, checkStepCache } from '../sampler/step-cache.js';
 import { type SamplerName, checkSampler } from '../sampler/steppers.js';
 import type { StepInfo } from './denoise.js';
 import type { SamplingDefaults } from './model-defaults.js';
@@ -42,6 +43,15 @@ export interface GenerateOptions extends TextOptions {
    * blocks bypassed on the steps k (from 0) with start * numSteps < k < end * numSteps.
    */
   readonly skipLayerGuidance?: SkipLayerGuidance;
+  /**
+   * Step caching, off by default: { threshold, start?, end?, maxSkips? }, e.g. { threshold: 0.1 }. A step k
+   * (from 0) with start * numSteps <= k < end * numSteps (default 0.15 and 0.95 of the steps this run takes)
+   * reuses the last model output instead of running the MMDiT while the summed estimate of the output's
+   * relative change since then stays under threshold (in (0, 1]); the first two steps and the last always run
+   * it. Faster, not exact: the image's metadata lists the reused steps (`cachedSteps`). See
+   * sampler/step-cache.ts and BENCHMARKS.md for what it saves and changes.
+   */
+  readonly stepCache?: Partial<StepCache> & { readonly threshold: number };
   /** Seed of the whole batch: image i uses seed + i. */
   readonly seed?: number;
   /** One seed per image (image i is then reproducible alone, whatever the batch). */
@@ -97,6 +107,7 @@ export interface Resolved {
   readonly strength: number;
   readonly sampler: SamplerName;
   readonly skipLayerGuidance?: SkipLayerGuidance;
+  readonly stepCache?: StepCache;
 }
 
 /** A task's defaults (KerasHub's): steps, guidance and, for the image tasks, strength (text-to-image: 1). */
@@ -114,8 +125,8 @@ export interface TaskDefaults {
 export const MAX_STEPS = 1_000_000;
 
 /** The sampler options as the denoising loop takes them (and as image metadata records them). */
-export function samplerOptions(o: Resolved): { sampler: SamplerName; skipLayerGuidance?: SkipLayerGuidance } {
-  return { sampler: o.sampler, ...(o.skipLayerGuidance ? { skipLayerGuidance: o.skipLayerGuidance } : {}) };
+export function samplerOptions(o: Resolved): { sampler: SamplerName; skipLayerGuidance?: SkipLayerGuidance; stepCache?: StepCache } {
+  return { sampler: o.sampler, ...(o.skipLayerGuidance ? { skipLayerGuidance: o.skipLayerGuidance } : {}), ...(o.stepCache ? { stepCache: o.stepCache } : {}) };
 }
 
 /** `model`: the model's own defaults (steps for every task, guidance, sampler), which override the task's. */
@@ -128,6 +139,7 @@ export function resolveOptions(o: StrengthOptions | undefined, batch: number, de
   const sampler = checkSampler(opts.sampler ?? model?.sampler ?? 'euler');
   const slg = opts.skipLayerGuidance ?? model?.skipLayerGuidance;
   const skipLayerGuidance = slg === undefined ? undefined : checkSkipLayerGuidance(slg);
+  const stepCache = opts.stepCache === undefined ? undefined : checkStepCache(opts.stepCache);
   const guidanceScale = opts.guidanceScale ?? model?.guidanceScale ?? defaults.guidanceScale;
   if (typeof guidanceScale !== 'number' || !Number.isFinite(guidanceScale)) throw new SD3Error(`guidanceScale must be a finite number, got ${describe(guidanceScale)}`);
   const strength = opts.strength ?? defaults.strength ?? 1;
@@ -142,7 +154,7 @@ export function resolveOptions(o: StrengthOptions | undefined, batch: number, de
   }
   if (opts.signal !== undefined && !(opts.signal instanceof AbortSignal)) throw new SD3Error(`signal must be an AbortSignal, got ${describe(opts.signal)}`);
   if (opts.onStep !== undefined && typeof opts.onStep !== 'function') throw new SD3Error(`onStep must be a function, got ${describe(opts.onStep)}`);
-  return { numSteps, guidanceScale, seeds, strength, sampler, ...(skipLayerGuidance ? { skipLayerGuidance } : {}) };
+  return { numSteps, guidanceScale, seeds, strength, sampler, ...(skipLayerGuidance ? { skipLayerGuidance } : {}), ...(stepCache ? { stepCache } : {}) };
 }
 
 export function asList<T>(v: T | readonly T[], what: string, n: number): T[] {

@@ -9,7 +9,7 @@ import { imageToUint8 } from '../image/pixels.js';
 import { sigmaSchedule, startIndex } from '../sampler/flow-match.js';
 import { batchNoise } from '../sampler/noise.js';
 import type { SD3Backbone } from './backbone.js';
-import type { Conditioning } from './denoise.js';
+import type { Conditioning, StepInfo } from './denoise.js';
 import { type GenerateOptions, type ImageLike, type MaskLike, type Prompts, type Resolved, type TaskDefaults, maskToLatent, resolveOptions, samplerOptions, stackImages, toImageCHW } from './inputs.js';
 import { modelName, pngMetadata } from './infotext.js';
 import type { SD3Preprocessor } from './preprocessor.js';
@@ -74,15 +74,20 @@ export abstract class SD3Task {
     const sigmas = sigmaSchedule(o.numSteps, this.backbone.shift);
     // Image tasks start at KerasHub's and the reference's int(numSteps * (1 - strength)).
     const start = images ? startIndex(o.numSteps, o.strength) : 0;
+    // With the step cache on, the steps that reused the model's output are recorded in the images' metadata.
+    const cachedSteps: number[] = [];
+    const userStep = options?.onStep;
+    const onStep = o.stepCache ? (info: StepInfo) => { if (info.cached) cachedSteps.push(info.step); userStep?.(info); } : userStep;
     const latent = await this.backbone.denoise({
       shape, noise, sigmas, start, cond, guidanceScale: o.guidanceScale, ...samplerOptions(o),
       ...(init ? { init } : {}),
       ...(mask ? { mask } : {}),
-      ...(options?.onStep ? { onStep: options.onStep } : {}),
+      ...(onStep ? { onStep } : {}),
       ...(signal ? { signal } : {}),
     });
     if (signal?.aborted) throw new AbortError();
-    const out = await this.decodeImages(latent, shape, (i) => this.meta(input.task, p, o, i), cond.truncated, cond.meta);
+    const extra = o.stepCache ? { ...cond.meta, cachedSteps } : cond.meta;
+    const out = await this.decodeImages(latent, shape, (i) => this.meta(input.task, p, o, i), cond.truncated, extra);
     if (signal?.aborted) throw new AbortError();
     return out;
   }

@@ -77,6 +77,7 @@ export class Engine implements JobRunner {
       ...(s.strength !== undefined ? { strength: s.strength } : {}),
       ...(s.sampler ? { sampler: s.sampler } : {}),
       ...(s.skipLayerGuidance ? { skipLayerGuidance: s.skipLayerGuidance } : {}),
+      ...(s.stepCache ? { stepCache: s.stepCache } : {}),
       ...(s.promptWeights !== undefined ? { promptWeights: s.promptWeights } : {}),
       ...(s.longPrompts ? { longPrompts: s.longPrompts } : {}),
       onStep: (info: StepInfo) => {
@@ -147,7 +148,8 @@ export class Engine implements JobRunner {
     return Array.from({ length: B }, (_, i) => new RGBImage(W, H, (u8.data as Uint8Array).slice(i * H * W * 3, (i + 1) * H * W * 3), pngMetadata({
       task: kind, prompt: s.prompt, negativePrompt: s.negativePrompt, seed: (s.seed + i) % 0x100000000, numSteps: s.steps,
       ...(kind !== 'text-to-image' ? { strength: s.strength ?? TASK_DEFAULTS[kind].strength } : {}),
-      guidanceScale: s.cfgScale, shift: this.model.backbone.shift, width: W, height: H, sampler: s.sampler ?? 'euler', model: this.checkpoint,
+      guidanceScale: s.cfgScale, shift: this.model.backbone.shift, width: W, height: H, sampler: s.sampler ?? 'euler',
+      ...(s.stepCache ? { stepCache: s.stepCache } : {}), model: this.checkpoint,
       ...(interrupted ? { interrupted: true, stepsDone: info.step } : {}),
     }, VERSION)));
   }

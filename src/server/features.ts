@@ -7,6 +7,7 @@
  *   worker has its own --lora-dir) and switches the backbone's LoRA set in the one worker loop.
  * - `sampler` ('euler' | 'dpmpp_2m'; A1111's `sampler_name` maps onto it in sdapi.ts) and skip-layer guidance
  *   (`slg_scale`, `slg_layers`, `slg_start`, `slg_end`).
+ * - step caching (`step_cache`: the threshold, which turns it on; `step_cache_start`, `step_cache_end`).
  * - `prompt_weights` (A1111 emphasis syntax) and `long_prompts` ('truncate' | 'chunk'), with per-family defaults.
  */
 import * as fs from 'node:fs';
@@ -15,6 +16,7 @@ import { describe } from '../core/errors.js';
 import { parseLoraTags, resolveLoraName } from '../lora/index.js';
 import { LONG_PROMPTS, type LongPrompts } from '../pipelines/text-windows.js';
 import { type SkipLayerGuidance, checkSkipLayerGuidance } from '../sampler/skip-layer-guidance.js';
+import { STEP_CACHE_DEFAULTS, type StepCache, checkStepCache } from '../sampler/step-cache.js';
 import { SAMPLERS, type SamplerName } from '../sampler/steppers.js';
 import { RequestError, fieldError } from './errors.js';
 import { boolField, numberField, stringField } from './params.js';
@@ -31,6 +33,7 @@ export interface FeatureSpec {
   readonly loras?: readonly JobLora[];
   readonly sampler?: SamplerName;
   readonly skipLayerGuidance?: SkipLayerGuidance;
+  readonly stepCache?: StepCache;
   readonly promptWeights?: boolean;
   readonly longPrompts?: LongPrompts;
 }
@@ -86,6 +89,24 @@ export function slgFields(b: Record<string, unknown>): SkipLayerGuidance | undef
   }
 }
 
+/** Step caching from `step_cache` (the threshold, required to turn it on), `step_cache_start`, `step_cache_end`. */
+export function stepCacheFields(b: Record<string, unknown>): StepCache | undefined {
+  const threshold = numberField(b, 'step_cache', { min: 0, max: 1 });
+  const others = ['step_cache_start', 'step_cache_end'].filter((k) => b[k] !== undefined && b[k] !== null && b[k] !== '');
+  if (threshold === undefined) {
+    if (others.length) throw fieldError(others[0]!, `${others[0]} needs step_cache (the step cache is off without it)`);
+    return undefined;
+  }
+  if (threshold === 0) throw fieldError('step_cache', 'step_cache must be a threshold in (0, 1] (e.g. 0.1); leave it out to turn the cache off, got 0');
+  const start = numberField(b, 'step_cache_start', { min: 0, max: 1 }) ?? STEP_CACHE_DEFAULTS.start;
+  const end = numberField(b, 'step_cache_end', { min: 0, max: 1 }) ?? STEP_CACHE_DEFAULTS.end;
+  try {
+    return checkStepCache({ threshold, start, end });
+  } catch (e) {
+    throw fieldError('step_cache', (e as Error).message);
+  }
+}
+
 /** `prompt_weights` and `long_prompts`, falling back to the family's defaults. */
 export function textFields(b: Record<string, unknown>, defaults: TextDefaults): { promptWeights: boolean; longPrompts: LongPrompts } {
   const lp = stringField(b, 'long_prompts');
@@ -100,7 +121,8 @@ export function featureFields(b: Record<string, unknown>, prompt: string, ctx: {
   const lora = loraFields(prompt, ctx.loraDir);
   const s = sampler ?? samplerField(b);
   const slg = slgFields(b);
-  return { ...lora, ...(s ? { sampler: s } : {}), ...(slg ? { skipLayerGuidance: slg } : {}), ...textFields(b, text) };
+  const cache = stepCacheFields(b);
+  return { ...lora, ...(s ? { sampler: s } : {}), ...(slg ? { skipLayerGuidance: slg } : {}), ...(cache ? { stepCache: cache } : {}), ...textFields(b, text) };
 }
 
 /** The LoRA files of a folder as A1111's /sdapi/v1/loras lists them: {name, alias, path, metadata}. */

@@ -3,7 +3,8 @@
  *
  *   POST /api/jobs                 JSON {prompt, negative_prompt?, image?, mask?, strength?, steps?, cfg_scale?,
  *                                  seed?, width?, height?, batch_size?, sampler? ("euler" | "dpmpp_2m"),
- *                                  slg_scale?, slg_layers?, slg_start?, slg_end?, prompt_weights? (false),
+ *                                  slg_scale?, slg_layers?, slg_start?, slg_end?, step_cache?, step_cache_start?,
+ *                                  step_cache_end?, prompt_weights? (false),
  *                                  long_prompts? ("truncate" | "chunk"; serve --long-prompts)} -> 202 {id, status, queue_position, events_url}
  *   GET  /api/jobs/:id             the job (404 unknown, 410 expired)
  *   GET  /api/jobs/:id/events      SSE: queued, started, progress (one per step), preview, completed | failed | cancelled

@@ -4,7 +4,8 @@
  *   POST /v1/images/generations   JSON {prompt, n, size, response_format, output_format, output_compression,
  *                                 stream, partial_images} + our extensions {negative_prompt, steps, cfg_scale,
  *                                 seed, strength, sampler ("euler" | "dpmpp_2m"), slg_scale, slg_layers, slg_start,
- *                                 slg_end, prompt_weights (false), long_prompts ("truncate" | "chunk")}; <lora:NAME:SCALE>
+ *                                 slg_end, step_cache, step_cache_start, step_cache_end, prompt_weights (false),
+ *                                 long_prompts ("truncate" | "chunk")}; <lora:NAME:SCALE>
  *                                 prompt tags name files in --lora-dir; other fields (model, quality, style, background, user...) are
  *                                 accepted and ignored
  *   POST /v1/images/edits         multipart: image | image[] (the first is used), mask (alpha 0 = repaint when the

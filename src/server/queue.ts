@@ -11,6 +11,7 @@ import type { RGBImage } from '../image/image.js';
 import type { StepInfo } from '../pipelines/denoise.js';
 import type { LongPrompts } from '../pipelines/text-windows.js';
 import type { SkipLayerGuidance } from '../sampler/skip-layer-guidance.js';
+import type { StepCache } from '../sampler/step-cache.js';
 import type { SamplerName } from '../sampler/steppers.js';
 import { RequestError } from './errors.js';
 import type { JobLora } from './features.js';
@@ -37,6 +38,7 @@ export interface JobSpec {
   readonly loras?: readonly JobLora[];
   readonly sampler?: SamplerName;
   readonly skipLayerGuidance?: SkipLayerGuidance;
+  readonly stepCache?: StepCache;
   readonly promptWeights?: boolean;
   readonly longPrompts?: LongPrompts;
 }

@@ -3,7 +3,8 @@
  *
  *   POST txt2img    {prompt, negative_prompt, seed (-1 random), steps, cfg_scale, width, height, batch_size, n_iter,
  *                   sampler_name | sampler_index ("Euler" | "DPM++ 2M"), override_settings.sd_model_checkpoint, send_images}
- *                   + extensions slg_scale, slg_layers, slg_start, slg_end, prompt_weights (default true), long_prompts
+ *                   + extensions slg_scale, slg_layers, slg_start, slg_end, step_cache, step_cache_start, step_cache_end,
+ *                   prompt_weights (default true), long_prompts
  *                   ("chunk" default | "truncate"); <lora:NAME:SCALE> prompt tags name files in --lora-dir
  *   GET  loras      the --lora-dir folder's .safetensors files {name, alias, path, metadata}
  *   POST img2img    + {init_images (the first is used), denoising_strength (0.75), mask (white = repaint; a mask with

@@ -2,7 +2,7 @@
  * The library's newer features through the server (tiny-random): `<lora:NAME:SCALE>` prompt tags resolved in
  * --lora-dir (the image changes with the tag and is the base image again without it; names that would leave
  * the folder, unknown names and bad files are refused naming the LoRA), /sdapi/v1/loras, A1111's "DPM++ 2M"
- * sampler (infotext round trip through png-info, Karras refused), skip-layer guidance fields, and prompt
+ * sampler (infotext round trip through png-info, Karras refused), skip-layer guidance fields, step cache fields, and prompt
  * weights on by default in the A1111 API only.
  */
 import assert from 'node:assert/strict';
@@ -197,6 +197,32 @@ describe('samplers and skip-layer guidance', () => {
     assert.match((await read<{ error: { message: string } }>(tooDeep)).error.message, /99 is not a joint block/);
     const noScale = await postJSON(`${srv.url}/api/jobs`, { prompt: 'x', slg_layers: [1] });
     assert.equal(noScale.status, 400);
+  });
+});
+
+describe('step cache fields', () => {
+  it('step_cache turns it on in every family, the image says so (infotext, png-info), and bad values are a 400 naming the field', async () => {
+    const cache = { step_cache: 1, step_cache_start: 0, step_cache_end: 1 };
+    const body = { prompt: 'a tower', steps: 8, cfg_scale: 1 };
+    const res = await postJSON(`${srv.url}/sdapi/v1/txt2img`, { ...small, ...body, ...cache });
+    assert.equal(res.status, 200, await res.clone().text());
+    const r = await read<{ images: string[]; info: string }>(res);
+    const infotext = String((JSON.parse(r.info) as { infotexts: string[] }).infotexts[0]);
+    assert.match(infotext, /Step cache: 1, Cached steps: \d+\/8,/);
+    const cached = decodeImage(Buffer.from(r.images[0]!, 'base64'));
+    assertSamePixels(await native({ ...body, ...cache, prompt_weights: true, long_prompts: 'chunk' }), cached, 'native step_cache');
+    const oa = await postJSON(`${srv.url}/v1/images/generations`, { ...body, size: '64x64', seed: 7, ...cache, prompt_weights: true, long_prompts: 'chunk' });
+    assert.equal(oa.status, 200);
+    assertSamePixels(decodeImage(Buffer.from((await read<{ data: { b64_json: string }[] }>(oa)).data[0]!.b64_json, 'base64')), cached, 'OpenAI step_cache');
+    const info = await read<{ parameters: Record<string, string> }>(await postJSON(`${srv.url}/sdapi/v1/png-info`, { image: r.images[0] }));
+    assert.equal(info.parameters['Step cache'], '1');
+    assert.match(info.parameters['Cached steps']!, /^\d+\/8$/);
+    for (const [b, field] of [[{ step_cache: 0 }, 'step_cache'], [{ step_cache: 1.5 }, 'step_cache'], [{ step_cache: 'fast' }, 'step_cache'], [{ step_cache_end: 0.5 }, 'step_cache_end'], [{ step_cache: 0.1, step_cache_start: 0.9, step_cache_end: 0.5 }, 'step_cache']] as const) {
+      const bad = await postJSON(`${srv.url}/api/jobs`, { prompt: 'x', ...b });
+      assert.equal(bad.status, 400, JSON.stringify(b));
+      const e = (await read<{ error: { field: string; message: string } }>(bad)).error;
+      assert.equal(e.field, field, e.message);
+    }
   });
 });
 

@@ -112,6 +112,22 @@ describe('sd3 generate, from source', () => {
     }
   });
 
+  it('--step-cache X reuses steps, marks them "(cached)" on the step lines, and the PNG records them', async () => {
+    const dir = freshDir();
+    const out = path.join(dir, 'out.png');
+    const r = await runCLI(['generate', ...TINY_ARGS, '--steps', '8', '--step-cache', '1', '--step-cache-start', '0', '-p', 'a red kite', '-o', out, '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const p = parametersOf(out);
+    assert.deepEqual(p.stepCache, { threshold: 1, start: 0, end: 0.95 });
+    const cached = [...r.stderr.matchAll(/^step (\d+)\/8 .* \(cached\)$/gm)].map((m) => Number(m[1]));
+    assert.deepEqual(p.cachedSteps, cached);
+    assert.ok(cached.length > 0, r.stderr);
+    const plain = await runCLI(['generate', ...TINY_ARGS, '--steps', '8', '-p', 'a red kite', '-o', path.join(dir, 'plain.png')]);
+    assert.equal(plain.code, 0, plain.stderr);
+    assert.doesNotMatch(plain.stderr, /cached/);
+    assert.equal('stepCache' in parametersOf(path.join(dir, 'plain.png')), false);
+  });
+
   it('stops on SIGINT during the steps: exit 130, a message, and no file', async () => {
     const dir = freshDir();
     let sent = false;
@@ -155,6 +171,8 @@ describe('sd3 bad usage: exit 2, a message on stderr, no output file (compiled c
     ['--device gpu', () => ['--device', 'gpu'], /--device must be one of cpu, webgpu, auto; got "gpu"/],
     ['--device webgpu with --int8', () => ['--device', 'webgpu', '--int8'], /--int8 runs on the CPU only/],
     ['--vae-tile 64,64', () => ['--vae-tile', '64,64'], /--vae-tile must be N or N,OVERLAP with N >= 8 latent cells and OVERLAP < N, got "64,64"/],
+    ['--step-cache 0', () => ['--step-cache', '0'], /--step-cache must be a threshold in \(0, 1\] \(e\.g\. 0\.1\), got "0"/],
+    ['--step-cache-end without --step-cache', () => ['--step-cache-end', '0.5'], /--step-cache-start and --step-cache-end need --step-cache X/],
     ['--output not .png', (dir) => ['-p', 'x', '-o', path.join(dir, 'out.jpg')], /--output must end in \.png/],
     ['--output in a missing folder', (dir) => ['-p', 'x', '-o', path.join(dir, 'nope', 'out.png')], /output folder .*nope does not exist/],
   ];
