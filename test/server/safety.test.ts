@@ -221,9 +221,12 @@ describe('lifecycle', () => {
   });
 
   it('stops a job that runs past its deadline', async () => {
-    const h = await startTiny({ model, jobTimeout: 0.05 });
+    // A 1000-step job runs for seconds; a 1-step one takes well under the 0.5 s deadline even on a loaded machine
+    // (with 0.05 s, the follow-up job itself ran past the deadline on a busy 2-core machine).
+    const h = await startTiny({ model, jobTimeout: 0.5, maxSteps: 1000 });
     try {
-      const res = await postJSON(`${h.url}/api/generate`, { prompt: 'slow', steps: 150 });
+      await postJSON(`${h.url}/api/generate`, { prompt: 'warm-up', steps: 1 });
+      const res = await postJSON(`${h.url}/api/generate`, { prompt: 'slow', steps: 1000 });
       await expectError(res, 500, 'native', /ran past its deadline/);
       assert.equal((await postJSON(`${h.url}/api/generate`, { prompt: 'x', steps: 1 })).status, 200, 'the deadline does not outlive its job');
     } finally {
