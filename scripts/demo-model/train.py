@@ -96,8 +96,8 @@ def train_vae(vae, images, out, logs):
 # Decoder fine-tuning with the encoder frozen (so the latent space, and everything the MMDiT learns in it, stays
 # as it is): the first VAE stage decodes large shapes well but rounds small ones (14 px, two latent cells) into
 # look-alike blobs. (steps, batch, latent crop side in cells): crops first, then whole scenes.
-DECODER_PHASES = [(2000, 16, 4), (300, 16, 8)]
-DECODER_FOREGROUND = 4.0  # extra pixel-loss weight where the scene differs from its background
+DECODER_PHASES = [(3000, 16, 4), (500, 16, 8)]
+DECODER_FOREGROUND = 8.0  # extra pixel-loss weight where the scene differs from its background
 
 
 def finetune_decoder(vae, images, lat_mean, lat_std, fg_pixels, out, logs):
