@@ -29,8 +29,6 @@ import { analyse, evalCases, score } from '../../scripts/demo-model/evaluate.js'
 
 /** Evaluation prompts the CI runs (the first of evalCases(); npm run eval:demo scores all 48). */
 const CI_SUBSET = 16;
-/** How much lower the shape-colour score must be at guidance 1 (measured: 0.583 vs 0.708). */
-const GUIDANCE_MARGIN = 0.08;
 const FIXTURES = fileURLToPath(new URL('../fixtures/demo/', import.meta.url));
 
 interface GoldenConfig { tolerance: { atol: number; rtol: number }; fp32_vs_fp64_max_abs: Record<string, number> }
@@ -57,7 +55,7 @@ describe('demo model: parity with the training framework', () => {
   it('loads through the single-file loader with SD3 key names, configs inferred from shapes', () => {
     assert.deepEqual(opened.weights.clipLConfig, { hiddenAct: 'quick_gelu', numAttentionHeads: 1 });
     assert.deepEqual(opened.weights.clipGConfig, { hiddenAct: 'gelu', numAttentionHeads: 1 });
-    assert.equal(opened.weights.vaeGroups, 8);
+    assert.equal(opened.weights.vaeGroups, 4);
     assert.ok(w.mmdit.has('joint_blocks.1.context_block.attn.qkv.weight'));
   });
 
@@ -113,7 +111,7 @@ describe('demo model: loading', () => {
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sd3-demo-'));
     try {
       const { tensors, metadata } = readAllSafetensors(demoCheckpointPath());
-      assert.equal(metadata['vae.groups'], '8');
+      assert.equal(metadata['vae.groups'], '4');
       const bad = path.join(tmp, 'bad.safetensors');
       writeSafetensors(bad, tensors, { ...metadata, 'vae.groups': 'eight' });
       assert.throws(() => openCheckpoint(bad), (e: unknown) => e instanceof SD3Error && /"vae.groups" must be a positive integer, got "eight"/.test(e.message));
@@ -149,25 +147,22 @@ describe('demo model: draws what it is asked', () => {
 
   const subset = evalCases().slice(0, CI_SUBSET);
 
-  // Regression guards at the levels the shipped checkpoint measures (scripts/demo-model/README.md, "Scores"),
-  // far above chance (1/8 for a colour); NOT the issue's targets (95/90/90/80%), which it does not reach yet:
-  // positions and shapes are at chance, so they are reported by `npm run eval:demo` and not asserted here.
-  it(`draws the asked background and shape colour on the first ${CI_SUBSET} evaluation prompts`, async () => {
+  // Floors a little under what the shipped checkpoint measures (scripts/demo-model/README.md, "Scores": 100%
+  // background and position, 91.7% shape colour on all 48 prompts at guidance 7), far above chance (1/8, 1/9).
+  it(`draws the asked background, shape colour and position on the first ${CI_SUBSET} evaluation prompts`, async () => {
     const images = await t2i.generate({ prompts: subset.map((c) => c.prompt) }, { seeds: subset.map((c) => c.seed), numSteps: 28 });
     const s = score(subset, images.map((im) => analyse(im)));
     const report = JSON.stringify(s);
-    assert.ok(s.background >= 0.75, `background ${report}`);
-    assert.ok(s.colour >= 0.5, `shape colour ${report}`);
+    assert.ok(s.background >= 0.9, `background ${report}`);
+    assert.ok(s.colour >= 0.8, `shape colour ${report}`);
+    assert.ok(s.position >= 0.85, `position ${report}`);
   });
 
-  it('draws the shape colour clearly less often without guidance (guidance 1 vs 7, all 48 prompts)', async () => {
-    const all = evalCases();
-    const run = async (g: number) => {
-      const images = await t2i.generate({ prompts: all.map((c) => c.prompt) }, { seeds: all.map((c) => c.seed), numSteps: 28, guidanceScale: g });
-      return score(all, images.map((im) => analyse(im))).colour;
-    };
-    const [guided, unguided] = [await run(7), await run(1)];
-    assert.ok(unguided < guided - GUIDANCE_MARGIN, `shape colour ${unguided.toFixed(3)} at guidance 1 vs ${guided.toFixed(3)} at 7`);
+  it('the text steers the picture: the same seeds with the prompts of other cases miss the asked scene', async () => {
+    const rotated = subset.map((_, i) => subset[(i + 1) % subset.length]!.prompt);
+    const images = await t2i.generate({ prompts: rotated }, { seeds: subset.map((c) => c.seed), numSteps: 28 });
+    const s = score(subset, images.map((im) => analyse(im)));
+    assert.ok(s.position < 0.5 && s.colour < 0.5, `scored against the original cases: ${JSON.stringify(s)}`);
   });
 
   it('image-to-image at strength 0.5 stays closer to the input picture than at strength 1', async () => {
