@@ -154,6 +154,8 @@ describe('sd3 bad usage: exit 2, a message on stderr, no output file (compiled c
     }, /--strength must be a number in \[0, 1\], got "1.5"/],
     ['--device gpu', () => ['--device', 'gpu'], /--device must be one of cpu, webgpu, auto; got "gpu"/],
     ['--device webgpu with --int8', () => ['--device', 'webgpu', '--int8'], /--int8 runs on the CPU only/],
+    ['--fp16 with --device cpu', () => ['--device', 'cpu', '--fp16'], /--fp16 runs on the GPU only .*use --device webgpu/],
+    ['--fp16 with --int8', () => ['--fp16', '--int8'], /--int8 \(CPU\) and --fp16 \(GPU\) exclude each other/],
     ['--vae-tile 64,64', () => ['--vae-tile', '64,64'], /--vae-tile must be N or N,OVERLAP with N >= 8 latent cells and OVERLAP < N, got "64,64"/],
     ['--output not .png', (dir) => ['-p', 'x', '-o', path.join(dir, 'out.jpg')], /--output must end in \.png/],
     ['--output in a missing folder', (dir) => ['-p', 'x', '-o', path.join(dir, 'nope', 'out.png')], /output folder .*nope does not exist/],
