@@ -1,0 +1,41 @@
+/**
+ * Can onnxruntime-node keep WebGPU outputs on the GPU (`preferredOutputLocation: 'gpu-buffer'`), read them back
+ * (`getData()`), and feed them to the next run? That is what keeping the latents and the text conditioning on the
+ * GPU across the denoising loop would need. Each step runs in a child process, because a failure here aborts the
+ * process (measured on Mesa's lavapipe with onnxruntime-node 1.30: "terminate called after throwing an instance
+ * of 'char const*'", exit 134, on both getData() and feeding the output back).
+ *
+ *   node --import tsx bench/gpu/probe-io.ts      ->  {"gpuOutput": true, "download": false, "feedBack": false, ...}
+ *
+ * This is a probe for bench/gpu/check.sh, not the product: the runtime (src/runtime/ort.ts) reads every output to
+ * the host today.
+ */
+import { spawnSync } from 'node:child_process';
+import * as ort from 'onnxruntime-node';
+import { GraphBuilder } from '../../src/onnx/builder.js';
+
+const step = process.argv[2];
+if (step) {
+  const g = new GraphBuilder('io-probe');
+  g.output(g.add(g.input('x', 'float32', [4]), g.scalar(1)), 'y');
+  const s = await ort.InferenceSession.create(g.build().bytes, { executionProviders: [{ name: 'webgpu' }], preferredOutputLocation: 'gpu-buffer' });
+  const y = (await s.run({ x: new ort.Tensor('float32', new Float32Array([1, 2, 3, 4]), [4]) })).y!;
+  if (step === 'output') console.log(y.location);
+  if (step === 'download') console.log(Array.from((await y.getData()) as Float32Array).join(','));
+  if (step === 'feed') console.log(Array.from((await (await s.run({ x: y })).y!.getData()) as Float32Array).join(','));
+  process.exit(0);
+}
+
+const run = (name: string) => {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', new URL(import.meta.url).pathname, name], { encoding: 'utf8', timeout: 60_000 });
+  return { status: r.status, signal: r.signal, out: r.stdout.trim().split('\n').pop() ?? '', err: r.stderr.trim().split('\n').filter((l) => !/W:onnxruntime|XDG_RUNTIME/.test(l)).slice(-2).join(' | ') };
+};
+const output = run('output');
+const download = run('download');
+const feed = run('feed');
+console.log(JSON.stringify({
+  gpuOutput: output.status === 0 && output.out === 'gpu-buffer',
+  download: download.status === 0 && download.out === '2,3,4,5',
+  feedBack: feed.status === 0 && feed.out === '3,4,5,6',
+  details: { output, download, feed },
+}));
