@@ -2,7 +2,8 @@
 # The float16 / WebGPU checks of issue #18, for a machine with a GPU, in one go (about 8 minutes on an H100/H200
 # class GPU; each stage has its own time limit and the script goes on when one fails). In order of importance:
 #   probe      WebGPU adapter, shader-f16, and whether outputs can stay on the GPU (bench/gpu/probe-io.ts)
-#   parity     npm run test:webgpu: tiny mmdit/vae/sampler fixtures on the GPU, float32 and float16
+#   parity     npm run test:webgpu: tiny mmdit/vae/sampler fixtures on the GPU, float32 and float16; and the
+#              sampler cases' float16 vs float32 images in 8-bit codes (bench/gpu/float16-images.ts)
 #   bench      bench/run.ts --device webgpu, float32 and float16, at 512² and 1024² (4 steps each, one process each)
 #   generate   sd3 generate end to end (load included), 28 steps: 512² float32 and float16 (same seed, and how far
 #              the two images are apart), 1024² float16
@@ -49,7 +50,10 @@ stage() {
 if want probe; then
   stage probe 60 "${tsx[@]}" bench/gpu/probe-io.ts
 fi
-want parity && stage parity 120 npm run test:webgpu
+if want parity; then
+  stage parity 120 npm run test:webgpu
+  stage float16-images 60 "${tsx[@]}" bench/gpu/float16-images.ts --device webgpu
+fi
 
 if (want bench || want generate || want memory) && [ ! -f "$ckpt" ]; then
   stage make-checkpoint 120 "${tsx[@]}" scripts/make-random-checkpoint.ts "$ckpt"

@@ -36,6 +36,8 @@ export interface LoopModels {
 export interface LoopOptions {
   /** The flow-matching shift of a case (default: its `params.shift`). */
   readonly shiftOf?: (params: Record<string, any>) => number;
+  /** Receives each case's computed tensors (output.latent, output.latent_vae, ...), e.g. to measure them. */
+  readonly onCase?: (name: string, actual: Readonly<Record<string, Tensor>>) => void;
 }
 
 /** The cases of a sampler / inpaint_kerashub fixture (`dir`, its parsed `config`) on loaded models. */
@@ -106,6 +108,7 @@ export async function checkLoopCases(kind: 'sampler' | 'inpaint', dir: string, c
       actual['debug.denoised_steps'] = tensor('float32', [ds.length, ...shape], all);
     }
     if (io['output.image'] && models.vae) actual['output.image'] = await models.vae.decode(actual['output.latent_vae']!);
+    opts.onCase?.(c.name, actual);
     const sigmaTol = { atol: 1e-6, rtol: 0 };
     for (const k of Object.keys(io)) if (k === 'output.sigmas') checks.push(compare(`${c.name}:${k}`, actual[k]!, io[k]!, sigmaTol));
     // In float16 the decoded image carries the VAE's error too, and is held to the VAE's float16 rule.
