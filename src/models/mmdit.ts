@@ -40,7 +40,7 @@ export interface MMDiTLoadOptions extends RuntimeOptions {
   /**
    * 'float16' computes the joint blocks in float16 with the file's float16 weights as they are (other files'
    * weights are cast once at load), float32 where it is not safe (see mmdit-graph.ts); inputs and output stay
-   * float32. Meant for a GPU with `shader-f16`; on the CPU it runs, slower than float32 (see SessionOptions).
+   * float32. Meant for a GPU with `shader-f16`; on the CPU it runs in float32 arithmetic (see SessionOptions.float16).
    * Default 'float32'.
    */
   readonly dtype?: FloatType;

@@ -63,8 +63,8 @@ export interface BackboneOptions {
   /**
    * 'int8' quantizes the MMDiT's Linear weights (cached next to the checkpoint; CPU only). 'float16' computes the
    * MMDiT and the VAE in float16 with float32 islands (models/mmdit-graph.ts, vae-graph.ts) on a GPU whose
-   * WebGPU adapter has `shader-f16` (a clear error otherwise, and on the CPU, whose ORT provider lacks float16
-   * kernels for most of their operators); the text encoders stay float32 (T5 int8 on the CPU).
+   * WebGPU adapter has `shader-f16` (a clear error otherwise, and on the CPU, whose ORT provider has no float16
+   * kernels for their main operators); the text encoders stay float32 (T5 int8 on the CPU).
    */
   readonly dtype?: 'float32' | 'int8' | 'float16';
   /**
@@ -324,7 +324,7 @@ export class SD3Backbone {
 /** Why dtype 'float16' is refused on the CPU (with the device choice that led there). */
 function float16OnCpu(choice: DeviceChoice): string {
   const where = choice === 'auto' ? "device 'auto' found no GPU here" : `device '${choice}'`;
-  return `dtype 'float16' runs on a GPU only (device 'webgpu'), and ${where}: ORT's CPU provider has float16 kernels for few of the MMDiT's and VAE's operators and widens the rest to float32, slower than dtype 'float32'; on the CPU use 'float32' or 'int8'`;
+  return `dtype 'float16' runs on a GPU only (device 'webgpu'), and ${where}: ORT's CPU provider has no float16 kernels for the MMDiT's and VAE's main operators and would run them in float32 through casts (no gain); on the CPU use 'float32' or 'int8'`;
 }
 
 /** Whether the MMDiT's weights are 16-bit and would take more than half of the machine's memory as float32. */

@@ -128,8 +128,10 @@ export interface SessionOptions extends RuntimeOptions {
   readonly optimization?: 'disabled' | 'basic' | 'extended' | 'all';
   /**
    * The model computes in float16: on 'webgpu' the adapter must have `shader-f16` (checked, with a clear error).
-   * The CPU runs it too, but ORT's CPU provider widens most float16 operators to float32 (it has no float16
-   * kernels for them), so there it is slower than float32 and only good for checking the graph's numbers.
+   * The CPU runs it too, but ORT's CPU provider has no float16 kernels for the models' main operators (Gemm,
+   * LayerNorm, Gelu, attention, Conv, InstanceNorm): its optimiser casts around them and merges the casts, so
+   * there the graph computes in float32 with float16's rounding only in the weights and at the graph's own
+   * casts: good for checking the graph, no gain.
    */
   readonly float16?: boolean;
 }

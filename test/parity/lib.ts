@@ -45,8 +45,9 @@ export function parityDtype(env: NodeJS.ProcessEnv = process.env): FloatType {
 /**
  * The float16 pass rule of the mmdit, vae and sampler (and inpaint) fixtures, in the README's terms: largest
  * |actual - expected| <= atol + rtol * largest |expected|, against the float32 reference. Measured (BENCHMARKS.md
- * "float16"), as the largest error over the largest expected magnitude: on the CPU (float16 values, most
- * operators widened to float32 by ORT) at most 8e-4 for all three; on WebGPU's float16 kernels (Mesa's software
+ * "float16"), as the largest error over the largest expected magnitude: on the CPU (float32 arithmetic with
+ * float16's rounding in the weights and at the graph's casts: ORT has no CPU float16 kernels for these
+ * operators) at most 8e-4 for all three; on WebGPU's float16 kernels (Mesa's software
  * Vulkan, attention on the CPU) MMDiT 2.2e-3, sampler latents 2.5e-3, VAE 1.3e-2 (its convolutions
  * accumulate over up to 4,608 terms; a sampler case's decoded image, 8.0e-3, is held to the VAE's rule). The
  * rule allows about 4x (MMDiT, sampler) and 2.4x (VAE) the WebGPU figures, for other GPUs' kernels; the VAE's uint8 images may be FLOAT16_CODES codes off (measured 1 on the CPU, 3 on WebGPU).

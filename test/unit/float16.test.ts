@@ -1,9 +1,10 @@
 /**
  * dtype 'float16' graphs of the MMDiT and the VAE, checked on the CPU against the float32 golden fixtures at the
- * float16 tolerance (test/parity/lib.ts FLOAT16_TOLERANCE). ORT's CPU provider runs these graphs with float16
- * values between operators but widens most operators to float32 inside, so this checks the graphs (weights,
- * casts, float32 islands, the numbers they give), not a GPU's float16 kernels: `npm run test:webgpu` runs the
- * same checks on WebGPU.
+ * float16 tolerance (test/parity/lib.ts FLOAT16_TOLERANCE). ORT's CPU provider has no float16 kernels for these
+ * operators: its optimiser casts around them and merges the casts, so on the CPU the graph computes in float32
+ * with float16's rounding in the weights and at the graph's own casts. This checks the graphs (weights, casts,
+ * islands, the numbers they give), not a GPU's float16 arithmetic: `npm run test:webgpu` runs the same checks
+ * on WebGPU.
  */
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
