@@ -14,7 +14,7 @@ import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { decodeImage, readPNGText } from '../../src/image/image.js';
 import { TextToImage } from '../../src/presets/tasks.js';
-import { webgpuAvailable } from '../../src/runtime/ort.js';
+import { webgpuAvailable, webgpuFloat16Available } from '../../src/runtime/ort.js';
 import { REPO, runCLI } from '../helpers/cli.js';
 import { assertSamePixels, testImage } from '../helpers/tiny.js';
 
@@ -247,6 +247,8 @@ describe('sd3, compiled (dist/cli/main.js)', () => {
     const gpu = await webgpuAvailable();
     if (process.env.SD3_EXPECT_WEBGPU !== undefined) assert.equal(gpu, process.env.SD3_EXPECT_WEBGPU === '1', 'this process finds a GPU where SD3_EXPECT_WEBGPU says');
     assert.equal(info.webgpu, gpu, 'the CLI finds what this process finds');
+    assert.equal(info.webgpuFloat16, await webgpuFloat16Available(), 'shader-f16 as this process finds it');
+    if (!gpu) assert.equal(info.webgpuFloat16, false, 'no float16 without an adapter');
     assert.equal(info.autoDevice, gpu ? 'webgpu' : 'cpu');
     assert.equal(info.defaultDevice, 'auto', 'from SD3_DEVICE');
     assert.equal(info.modelCache, cache, 'from HF_HUB_CACHE');
