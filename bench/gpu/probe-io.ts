@@ -8,23 +8,15 @@
  *   node --import tsx bench/gpu/probe-io.ts
  *   ->  {"ort": "1.30.0", "webgpu": true, "shaderF16": true, "gpuOutput": true, "download": false, "feedBack": false, ...}
  *
- * This is a probe for bench/gpu/check.sh, not the product: the runtime (src/runtime/ort.ts) reads every output to
- * the host today.
+ * This is a probe for bench/gpu/check.sh, not the product (the steps are `webgpuOutputProbe` in src/runtime/ort.ts;
+ * the runtime reads every output to the host today).
  */
 import { spawnSync } from 'node:child_process';
-import * as ort from 'onnxruntime-node';
-import { GraphBuilder } from '../../src/onnx/builder.js';
-import { runtimeVersion, webgpuAvailable, webgpuFloat16Available } from '../../src/runtime/ort.js';
+import { runtimeVersion, webgpuAvailable, webgpuFloat16Available, webgpuOutputProbe } from '../../src/runtime/ort.js';
 
 const step = process.argv[2];
-if (step) {
-  const g = new GraphBuilder('io-probe');
-  g.output(g.add(g.input('x', 'float32', [4]), g.scalar(1)), 'y');
-  const s = await ort.InferenceSession.create(g.build().bytes, { executionProviders: [{ name: 'webgpu' }], preferredOutputLocation: 'gpu-buffer' });
-  const y = (await s.run({ x: new ort.Tensor('float32', new Float32Array([1, 2, 3, 4]), [4]) })).y!;
-  if (step === 'output') console.log(y.location);
-  if (step === 'download') console.log(Array.from((await y.getData()) as Float32Array).join(','));
-  if (step === 'feed') console.log(Array.from((await (await s.run({ x: y })).y!.getData()) as Float32Array).join(','));
+if (step === 'output' || step === 'download' || step === 'feed') {
+  console.log(await webgpuOutputProbe(step));
   process.exit(0);
 }
 

@@ -101,6 +101,22 @@ export function webgpuFloat16Available(): Promise<boolean> {
   return float16Probe;
 }
 
+/**
+ * One step of the GPU-resident output probe (bench/gpu/probe-io.ts, which runs each step in its own process): a
+ * one-node WebGPU model with `preferredOutputLocation: 'gpu-buffer'`; 'output' answers the output's location,
+ * 'download' its values read back, 'feed' the values of a second run fed that output. Not used by the product,
+ * which reads every output to the host (see BENCHMARKS.md "float16 on WebGPU").
+ */
+export async function webgpuOutputProbe(step: 'output' | 'download' | 'feed'): Promise<string> {
+  const g = new GraphBuilder('io-probe');
+  g.output(g.add(g.input('x', 'float32', [4]), g.scalar(1)), 'y');
+  const s = await ort.InferenceSession.create(g.build().bytes, { executionProviders: [{ name: 'webgpu' }], preferredOutputLocation: 'gpu-buffer' });
+  const y = (await s.run({ x: new ort.Tensor('float32', new Float32Array([1, 2, 3, 4]), [4]) })).y!;
+  if (step === 'output') return y.location;
+  const out = step === 'download' ? y : (await s.run({ x: y })).y!;
+  return Array.from((await out.getData()) as Float32Array).join(',');
+}
+
 /** The device a choice stands for here ('auto' probes for a GPU once; `probe` replaces the probe in tests). */
 export async function resolveDevice(choice: DeviceChoice = defaultDevice(), probe: () => Promise<boolean> = webgpuAvailable): Promise<Device> {
   if (choice !== 'auto') return choice;
