@@ -8,7 +8,7 @@ import { type DeviceChoice, parseDevice } from '../src/runtime/ort.js';
 
 /** The bench's mode names and the backbone dtype each stands for. */
 // 'resident': float32 math with the file's 16-bit MMDiT weights kept resident and widened per layer.
-export const BENCH_MODES = { fp32: 'float32', float32: 'float32', int8: 'int8', resident: 'float32' } as const;
+export const BENCH_MODES = { fp32: 'float32', float32: 'float32', int8: 'int8', resident: 'float32', fp16: 'float16', float16: 'float16' } as const;
 export type BenchMode = keyof typeof BENCH_MODES;
 
 export interface BenchSize {
@@ -35,7 +35,7 @@ export interface RunArgs {
   readonly profileDir?: string;
 }
 
-export const RUN_USAGE = 'usage: npm run bench -- --checkpoint <path.safetensors> [--size 512[,256,WxH]] [--steps 2] [--mode fp32|int8|resident[,..]] '
+export const RUN_USAGE = 'usage: npm run bench -- --checkpoint <path.safetensors> [--size 512[,256,WxH]] [--steps 2] [--mode fp32|int8|resident|fp16[,..]] '
   + '[--threads N] [--device cpu|webgpu|auto] [--no-decode] [--vae-tile N,OVERLAP] [--int8-clip] [--profile [--profile-dir DIR]] [--json]';
 
 function positiveInt(text: string, flag: string, min = 1): number {

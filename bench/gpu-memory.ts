@@ -2,7 +2,7 @@
  * GPU memory and time of one model on device 'webgpu', for each GPU buffer-cache mode (one process per mode so
  * each peak is its own). GPU memory is read from nvidia-smi every 200 ms (NVIDIA only).
  *
- *   npm run bench:gpu-memory -- --checkpoint <path> --part vae|mmdit [--size 1024] [--cache bucket,disabled] [--vae-tile 64,16]
+ *   npm run bench:gpu-memory -- --checkpoint <path> --part vae|mmdit [--size 1024] [--cache bucket,disabled] [--vae-tile 64,16] [--dtype float16]
  */
 import { execFile, spawn, spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
@@ -20,10 +20,11 @@ const { values: v } = parseArgs({
     size: { type: 'string', default: '1024' },
     cache: { type: 'string', default: 'bucket,disabled' },
     'vae-tile': { type: 'string' },
+    dtype: { type: 'string', default: 'float32' },
   },
 });
-if (!v.checkpoint || !['vae', 'mmdit'].includes(v.part!)) {
-  console.error('usage: npm run bench:gpu-memory -- --checkpoint <path> --part vae|mmdit [--size 1024] [--cache bucket,disabled,lazyRelease,simple]');
+if (!v.checkpoint || !['vae', 'mmdit'].includes(v.part!) || !['float32', 'float16'].includes(v.dtype!)) {
+  console.error('usage: npm run bench:gpu-memory -- --checkpoint <path> --part vae|mmdit [--size 1024] [--cache bucket,disabled,lazyRelease,simple] [--dtype float32|float16]');
   process.exit(2);
 }
 const caches = v.cache!.split(',') as NonNullable<RuntimeOptions['gpuBufferCache']>[];
@@ -31,7 +32,7 @@ const caches = v.cache!.split(',') as NonNullable<RuntimeOptions['gpuBufferCache
 if (caches.length > 1) {
   const rows: unknown[] = [];
   for (const cache of caches) {
-    const args = ['--import', 'tsx', new URL(import.meta.url).pathname, '--checkpoint', v.checkpoint, '--part', v.part!, '--size', v.size!, '--cache', cache,
+    const args = ['--import', 'tsx', new URL(import.meta.url).pathname, '--checkpoint', v.checkpoint, '--part', v.part!, '--size', v.size!, '--cache', cache, '--dtype', v.dtype!,
       ...(v['vae-tile'] ? ['--vae-tile', v['vae-tile']] : [])];
     const r = spawnSync(process.execPath, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
     const last = r.stdout.trim().split('\n').pop() ?? '';
@@ -59,7 +60,8 @@ sampler.stdout.on('data', (chunk: Buffer) => {
 
 const size = Number(v.size);
 const cache = caches[0]!;
-const runtime: RuntimeOptions = { device: 'webgpu', gpuBufferCache: cache };
+const dtype = v.dtype as 'float32' | 'float16';
+const runtime: RuntimeOptions & { dtype: typeof dtype } = { device: 'webgpu', gpuBufferCache: cache, dtype };
 const baseline = await gpuUsedMiB();
 const { weights } = openCheckpoint(v.checkpoint);
 const secs = (t0: number) => (performance.now() - t0) / 1000;
@@ -94,4 +96,4 @@ if (v.part === 'vae') {
 await new Promise((r) => setTimeout(r, 300));
 sampler.kill();
 weights.close?.();
-console.log(JSON.stringify({ part: v.part, cache, size, vaeTile: v['vae-tile'], runSeconds, gpuBaselineMiB: baseline, gpuAfterLoadMiB: afterLoad, gpuPeakMiB: peak }));
+console.log(JSON.stringify({ part: v.part, dtype, cache, size, vaeTile: v['vae-tile'], runSeconds, gpuBaselineMiB: baseline, gpuAfterLoadMiB: afterLoad, gpuPeakMiB: peak }));

@@ -6,6 +6,7 @@
  *   npm run bench -- --checkpoint <path> --size 256,512,1024,768x1344 --mode fp32,int8   (each run in its own process)
  *   npm run bench -- --checkpoint <path> --size 1024 --vae-tile 64,16   (also: tiled decode, its time and max difference)
  *   npm run bench -- --checkpoint <path> --device webgpu   (the GPU; also reports warm step and decode times)
+ *   npm run bench -- --checkpoint <path> --device webgpu --mode fp32,fp16   (float16 MMDiT and VAE on the GPU)
  *   npm run bench -- --checkpoint <path> --profile   (ORT's profiler: a table of kernel time by operator type per model)
  *
  * Make a random checkpoint first: npm run make-random-checkpoint -- /path/sd3_random.safetensors

@@ -38,9 +38,10 @@ const HELP = `Usage: sd3 generate -p PROMPT [options]
       --image FILE             input image (PNG or JPEG) for image-to-image
       --mask FILE              inpainting mask (PNG or JPEG; white = repaint), needs --image
       --threads N              CPU threads (default: all cores)
-      --device cpu|webgpu|auto where to run (default cpu, or $SD3_DEVICE); webgpu: the GPU, float32 only;
+      --device cpu|webgpu|auto where to run (default cpu, or $SD3_DEVICE); webgpu: the GPU (with --fp16: float16);
                                auto: the GPU when one is found
       --int8                   int8 Linear weights (faster on CPUs with AMX/VNNI; cached next to the checkpoint)
+      --fp16                   float16 MMDiT and VAE on the GPU (implies --device webgpu; needs WebGPU shader-f16)
       --t5                     use T5-XXL when the checkpoint has it (needs much more memory)
       --low-memory             release each model once it is no longer needed
       --vae-tile N[,OVERLAP]   decode in tiles of N latent cells (default overlap N/4): far less memory for

@@ -41,6 +41,7 @@ web page, all on one model and one queue. Point clients at it:
       --threads N              CPU threads (default: all cores)
       --device cpu|webgpu|auto where to run (default cpu, or $SD3_DEVICE)
       --int8                   int8 Linear weights (CPU)
+      --fp16                   float16 MMDiT and VAE on the GPU (implies --device webgpu; needs WebGPU shader-f16)
 
 Scale-out (jobs in Redis with BullMQ, run by "sd3 worker" processes; see sd3 worker --help):
       --redis URL              queue jobs in Redis (redis://HOST:PORT) for the cluster's workers

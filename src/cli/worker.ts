@@ -35,6 +35,7 @@ killed mid-job loses nothing: after --lock-ms another worker takes the job over.
       --threads N              CPU threads (default: all cores)
       --device cpu|webgpu|auto where to run (default cpu, or $SD3_DEVICE)
       --int8                   int8 Linear weights (CPU)
+      --fp16                   float16 MMDiT and VAE on the GPU (implies --device webgpu; needs WebGPU shader-f16)
   -h, --help`;
 
 /** The flags serve's local worker shares with sd3 worker. */

@@ -6,8 +6,13 @@
  *
  * Inputs x [B, C, H, W], t [B] (sigma * 1000), y [B, adm], context [B, L, ctx] (and the two below); every size
  * is dynamic, so one session serves any batch, latent size and context length. Output model_output [B, C_out, H, W].
+ *
+ * In float16 (`nn.dtype`), inputs and outputs stay float32 and these parts run in float32: the timestep and
+ * pooled-text embedders up to c (sin/cos of arguments up to 1000 rad, and every block's modulation derives from
+ * c), the LayerNorm and RMSNorm statistics (nn/layers.ts), and the final layer. The joint blocks, their
+ * attention included, compute in float16.
  */
-import { type NN, conv2d, layerNormPlain, linear, param } from '../nn/layers.js';
+import { type NN, computeType, conv2d, inFloat32, layerNormPlain, linear, narrow, rmsNorm, widen } from '../nn/layers.js';
 import type { Value } from '../onnx/builder.js';
 import type { MMDiTConfig } from './mmdit-config.js';
 
@@ -70,7 +75,7 @@ function norm(nn: NN, config: MMDiTConfig, x: Value): Value {
 /** n * (1 + scale) + shift on an already normalised n. */
 function modulate(nn: NN, normed: Value, shift: Value, scale: Value): Value {
   const { g } = nn;
-  return g.add(g.mul(normed, g.add(scale, g.scalar(1))), shift);
+  return g.add(g.mul(normed, g.add(scale, g.scalar(1, computeType(nn)))), shift);
 }
 
 interface QKV { readonly q: Value; readonly k: Value; readonly v: Value } // each [B, S, hidden]
@@ -85,7 +90,7 @@ function qkvOf(nn: NN, config: MMDiTConfig, prefix: string, h: Value): QKV {
   if (config.qkNorm !== 'rms') return { q, k, v };
   const perHead = (z: Value, name: string) => {
     const heads = g.reshape(z, [0, 0, config.numHeads, config.hiddenSize / config.numHeads]);
-    return g.reshape(g.rmsNorm(heads, param(nn, `${prefix}.${name}.weight`), QK_RMS_EPS), [0, 0, config.hiddenSize]);
+    return g.reshape(rmsNorm(nn, `${prefix}.${name}.weight`, heads, QK_RMS_EPS), [0, 0, config.hiddenSize]);
   };
   return { q: perHead(q, 'ln_q'), k: perHead(k, 'ln_k'), v };
 }
@@ -181,11 +186,13 @@ export function buildMMDiTGraph(nn: NN, config: MMDiTConfig, opts: MMDiTGraphOpt
   const size = g.shape(x, 2, 4); // [H, W]
   const patches = g.div(size, g.ints([config.patchSize, config.patchSize])); // [h, w]
 
-  const xEmbedded = g.add(patchEmbed(nn, config, x), pos); // [B, N, hidden]
-  const tFreq = timestepEmbedding(nn, t, config.frequencyEmbeddingSize);
-  const c = g.add(mlpEmbedder(nn, 't_embedder', tFreq), mlpEmbedder(nn, 'y_embedder', y)); // [B, hidden]
-  const siluC = g.silu(c);
-  let ctx: Value | undefined = linear(nn, 'context_embedder', context); // [B, L, hidden]
+  const nn32 = inFloat32(nn);
+  const xEmbedded = g.add(patchEmbed(nn, config, narrow(nn, x)), narrow(nn, pos)); // [B, N, hidden]
+  const tFreq = timestepEmbedding(nn32, t, config.frequencyEmbeddingSize);
+  const c = g.add(mlpEmbedder(nn32, 't_embedder', tFreq), mlpEmbedder(nn32, 'y_embedder', y)); // [B, hidden], float32
+  const siluC32 = g.silu(c);
+  const siluC = narrow(nn, siluC32);
+  let ctx: Value | undefined = linear(nn, 'context_embedder', narrow(nn, context)); // [B, L, hidden]
 
   const lengths = g.concat([g.shape(ctx, 1, 2), g.shape(xEmbedded, 1, 2)], 0); // [L, N]
   let h = xEmbedded;
@@ -201,17 +208,17 @@ export function buildMMDiTGraph(nn: NN, config: MMDiTConfig, opts: MMDiTGraphOpt
     ctx = out.context;
     h = out.x;
     if (opts.debug) {
-      xs.push(g.unsqueeze(h, [0]));
-      if (ctx) ctxs.push(g.unsqueeze(ctx, [0]));
+      xs.push(g.unsqueeze(widen(nn, h), [0]));
+      if (ctx) ctxs.push(g.unsqueeze(widen(nn, ctx), [0]));
     }
   }
 
-  const out = g.within('final_layer', () => finalLayer(nn, config, h, siluC)); // [B, N, p*p*C_out]
+  const out = g.within('final_layer', () => finalLayer(nn32, config, widen(nn, h), siluC32)); // [B, N, p*p*C_out]
   g.output(unpatchify(nn, config, out, batch, patches, size), 'model_output', 'float32', ['batch', config.outChannels, 'height', 'width']);
   if (opts.debug) {
     g.output(tFreq, 't_freq');
     g.output(c, 'c');
-    g.output(xEmbedded, 'x_embedded');
+    g.output(widen(nn, xEmbedded), 'x_embedded');
     g.output(xs.length > 1 ? g.concat(xs, 0) : xs[0]!, 'x_after_block');
     if (ctxs.length) g.output(ctxs.length > 1 ? g.concat(ctxs, 0) : ctxs[0]!, 'context_after_block');
   }

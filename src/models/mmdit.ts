@@ -9,7 +9,7 @@ import { SD3Error } from '../core/errors.js';
 import { BYTES_PER_ELEMENT, type Tensor, tensor, toFloat32, viewBytes } from '../core/tensor.js';
 import { type WeightRef, type WeightStore, readWeightBytes } from '../core/weights.js';
 import type { QuantizedLinears } from '../nn/layers.js';
-import { GraphBuilder } from '../onnx/builder.js';
+import { type FloatType, GraphBuilder, checkFloatType } from '../onnx/builder.js';
 import { type RuntimeOptions, Session, runtimeOptions } from '../runtime/ort.js';
 import { type MMDiTConfig, describeMMDiT, inferMMDiTConfig } from './mmdit-config.js';
 import { MMDIT_DEBUG_OUTPUTS, buildMMDiTGraph } from './mmdit-graph.js';
@@ -37,6 +37,13 @@ export interface MMDiTLoadOptions extends RuntimeOptions {
    * switches them without rebuilding the session.
    */
   readonly loraSlots?: ReadonlySet<string>;
+  /**
+   * 'float16' computes the joint blocks in float16 with the file's float16 weights as they are (other files'
+   * weights are cast once at load), float32 where it is not safe (see mmdit-graph.ts); inputs and output stay
+   * float32. Meant for a GPU with `shader-f16`; on the CPU it runs in float32 arithmetic (see SessionOptions.float16).
+   * Default 'float32'.
+   */
+  readonly dtype?: FloatType;
 }
 
 export type MMDiTDebug = Record<'model_output' | 'pos_embed_cropped' | Exclude<(typeof MMDIT_DEBUG_OUTPUTS)[number], 'context_after_block'>, Tensor<'float32'>>
@@ -59,11 +66,17 @@ export class MMDiT {
 
   static async load(store: WeightStore, opts: MMDiTLoadOptions = {}): Promise<MMDiT> {
     const config = inferMMDiTConfig(store);
+    const dtype = checkFloatType(opts.dtype, 'MMDiT dtype');
+    const half = dtype === 'float16';
+    if (half && opts.quant) throw new SD3Error("MMDiT: dtype 'float16' and int8 Linear weights (quant) exclude each other; choose one");
     const g = new GraphBuilder('mmdit');
     const slots = opts.loraSlots ?? new Set<string>();
-    buildMMDiTGraph({ g, w: store, quant: opts.quant, ...(slots.size ? { lora: slots } : {}) }, config, { debug: opts.debug ?? false });
+    buildMMDiTGraph({ g, w: store, quant: opts.quant, dtype, ...(slots.size ? { lora: slots } : {}) }, config, { debug: opts.debug ?? false });
     const built = g.build();
-    const session = await Session.create(`MMDiT (${describeMMDiT(config)})`, built, { ...runtimeOptions(opts), spin: opts.spin ?? false, ...(opts.halfWeights ? { halfWeights: true } : {}) });
+    // Resident half weights (widened per layer) mean nothing in float16, where the weights are half anyway.
+    const session = await Session.create(`MMDiT (${describeMMDiT(config)}${half ? ', float16' : ''})`, built, {
+      ...runtimeOptions(opts), spin: opts.spin ?? false, ...(opts.halfWeights && !half ? { halfWeights: true } : {}), ...(half ? { float16: true } : {}),
+    });
     return new MMDiT(config, session, opts.debug ?? false, store.get('pos_embed'), slots);
   }
 

@@ -3,21 +3,26 @@
  *
  * Blocks follow the reference (`sd3_impls.py`): ResnetBlock, AttnBlock, Downsample, Upsample.
  * Weight names are the single-file checkpoint's, without `first_stage_model.`.
+ *
+ * In float16 (`dtype`), the convolutions compute in float16; the input and output stay float32, and the
+ * GroupNorms and the middle block's attention run in float32.
  */
 import { SD3Error } from '../core/errors.js';
 import { type WeightStore, shapeOf } from '../core/weights.js';
-import { conv2d, hasParam, type NN, param } from '../nn/layers.js';
-import { type BuiltModel, GraphBuilder, type Value } from '../onnx/builder.js';
+import { conv2d, hasParam, inFloat32, type NN, narrow, param, widen } from '../nn/layers.js';
+import { type BuiltModel, type FloatType, GraphBuilder, type Value } from '../onnx/builder.js';
 import type { VAEConfig } from './vae-config.js';
 
 const SAME: [number, number, number, number] = [1, 1, 1, 1];
 
+/** GroupNorm, computed in float32 (statistics over up to 1024² x 4 values per group). */
 function groupNorm(nn: NN, config: VAEConfig, prefix: string, x: Value): Value {
   const channels = shapeOf(nn.w, `${prefix}.weight`)[0]!;
   if (channels % config.groups !== 0) {
     throw new SD3Error(`${nn.w.label}: ${prefix} normalises ${channels} channels, not a multiple of ${config.groups} groups`);
   }
-  return nn.g.groupNorm(x, config.groups, param(nn, `${prefix}.weight`), param(nn, `${prefix}.bias`), config.eps);
+  const f32 = inFloat32(nn);
+  return narrow(nn, nn.g.groupNorm(widen(nn, x), config.groups, param(f32, `${prefix}.weight`), param(f32, `${prefix}.bias`), config.eps));
 }
 
 /** out = shortcut(x) + conv2(silu(norm2(conv1(silu(norm1(x)))))); the shortcut is a 1x1 conv when channels change. */
@@ -32,12 +37,15 @@ function resnetBlock(nn: NN, config: VAEConfig, prefix: string, x: Value): Value
   return g.add(shortcut ? conv2d(nn, `${prefix}.nin_shortcut`, x) : x, h);
 }
 
-/** Single-head self-attention over the H*W positions (scale 1/sqrt(C)), 1x1-conv projections, residual. */
+/**
+ * Single-head self-attention over the H*W positions (scale 1/sqrt(C)), 1x1-conv projections, residual. The
+ * attention itself runs in float32 (one head of C = 512 features: large scores).
+ */
 function attnBlock(nn: NN, config: VAEConfig, prefix: string, x: Value): Value {
   const { g } = nn;
   const h = groupNorm(nn, config, `${prefix}.norm`, x);
-  const tokens = (p: string) => g.transpose(g.reshape(conv2d(nn, `${prefix}.${p}`, h), [0, 0, -1]), [0, 2, 1]); // [B, HW, C]
-  const a = g.attention(tokens('q'), tokens('k'), tokens('v'), { heads: 1 }); // [B, HW, C]
+  const tokens = (p: string) => widen(nn, g.transpose(g.reshape(conv2d(nn, `${prefix}.${p}`, h), [0, 0, -1]), [0, 2, 1])); // [B, HW, C]
+  const a = narrow(nn, g.attention(tokens('q'), tokens('k'), tokens('v'), { heads: 1 })); // [B, HW, C]
   const back = g.node('Reshape', [g.transpose(a, [0, 2, 1]), g.shape(x)]); // [B, C, H, W]
   return g.add(x, conv2d(nn, `${prefix}.proj_out`, back));
 }
@@ -51,11 +59,12 @@ function downsample(nn: NN, prefix: string, x: Value): Value {
  * Nearest-neighbour x2, then a 3x3 conv, computed at the low resolution: output pixel (2i + a, 2j + b) sees
  * source rows {i-1, i} (a = 0) or {i, i+1} (a = 1), and likewise for columns, so each of the four phases is a
  * 2x2 conv whose taps sum the 3x3 taps landing on the same source pixel. Same result, 2.25x fewer multiply-adds
- * and no upsampled copy of the input. The folded kernels are constants (ORT folds them at load).
+ * and no upsampled copy of the input. The folded kernels are constants (ORT folds them at load), summed in
+ * float32 before any cast to float16.
  */
 function upsample(nn: NN, prefix: string, x: Value): Value {
   const { g } = nn;
-  const w = param(nn, `${prefix}.conv.weight`); // [C, C, 3, 3]
+  const w = param(inFloat32(nn), `${prefix}.conv.weight`); // [C, C, 3, 3]
   const bias = param(nn, `${prefix}.conv.bias`);
   const fold = (k: Value, axis: number, phase: number) => {
     const [k0, k1, k2] = g.split(k, [1, 1, 1], axis) as [Value, Value, Value];
@@ -64,7 +73,7 @@ function upsample(nn: NN, prefix: string, x: Value): Value {
   const phases: Value[] = [];
   for (const a of [0, 1]) {
     for (const b of [0, 1]) {
-      const k = fold(fold(w, 2, a), 3, b); // [C, C, 2, 2]
+      const k = narrow(nn, fold(fold(w, 2, a), 3, b)); // [C, C, 2, 2]
       phases.push(g.conv(x, k, bias, { pads: [1 - a, 1 - b, a, b] })); // [B, C, H, W]
     }
   }
@@ -83,11 +92,11 @@ function head(nn: NN, config: VAEConfig, prefix: string, x: Value): Value {
 }
 
 /** image [B, 3, H, W] -> mean, logvar [B, z, H/f, W/f] (the two halves of conv_out's 2z channels, logvar raw). */
-export function buildVAEEncoder(store: WeightStore, config: VAEConfig): BuiltModel {
+export function buildVAEEncoder(store: WeightStore, config: VAEConfig, dtype: FloatType = 'float32'): BuiltModel {
   const g = new GraphBuilder('vae-encoder');
-  const nn: NN = { g, w: store };
+  const nn: NN = { g, w: store, dtype };
   const image = g.input('image', 'float32', ['B', config.inChannels, 'H', 'W']);
-  let h = conv2d(nn, 'encoder.conv_in', image, { pads: SAME });
+  let h = conv2d(nn, 'encoder.conv_in', narrow(nn, image), { pads: SAME });
   const levels = config.chMult.length;
   for (let i = 0; i < levels; i++) {
     h = g.within(`down.${i}`, () => {
@@ -99,17 +108,17 @@ export function buildVAEEncoder(store: WeightStore, config: VAEConfig): BuiltMod
   h = g.within('mid', () => middle(nn, config, 'encoder', h));
   const moments = head(nn, config, 'encoder', h); // [B, 2z, h, w]
   const [mean, logvar] = g.chunk(moments, 2, 1);
-  g.output(mean!, 'mean', 'float32', ['B', config.zChannels, 'h', 'w']);
-  g.output(logvar!, 'logvar', 'float32', ['B', config.zChannels, 'h', 'w']);
+  g.output(widen(nn, mean!), 'mean', 'float32', ['B', config.zChannels, 'h', 'w']);
+  g.output(widen(nn, logvar!), 'logvar', 'float32', ['B', config.zChannels, 'h', 'w']);
   return g.build();
 }
 
 /** latent [B, z, h, w] (VAE space) -> image [B, 3, h*f, w*f], roughly in [-1, 1], not clamped. */
-export function buildVAEDecoder(store: WeightStore, config: VAEConfig): BuiltModel {
+export function buildVAEDecoder(store: WeightStore, config: VAEConfig, dtype: FloatType = 'float32'): BuiltModel {
   const g = new GraphBuilder('vae-decoder');
-  const nn: NN = { g, w: store };
+  const nn: NN = { g, w: store, dtype };
   const latent = g.input('latent', 'float32', ['B', config.zChannels, 'h', 'w']);
-  let h = conv2d(nn, 'decoder.conv_in', latent, { pads: SAME });
+  let h = conv2d(nn, 'decoder.conv_in', narrow(nn, latent), { pads: SAME });
   h = g.within('mid', () => middle(nn, config, 'decoder', h));
   for (let i = config.chMult.length - 1; i >= 0; i--) {
     h = g.within(`up.${i}`, () => {
@@ -118,6 +127,6 @@ export function buildVAEDecoder(store: WeightStore, config: VAEConfig): BuiltMod
       return i > 0 ? upsample(nn, `decoder.up.${i}.upsample`, y) : y;
     });
   }
-  g.output(head(nn, config, 'decoder', h), 'image', 'float32', ['B', config.outChannels, 'H', 'W']);
+  g.output(widen(nn, head(nn, config, 'decoder', h)), 'image', 'float32', ['B', config.outChannels, 'H', 'W']);
   return g.build();
 }

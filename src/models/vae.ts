@@ -10,7 +10,7 @@
 import { describe, SD3Error } from '../core/errors.js';
 import { type Tensor, tensor } from '../core/tensor.js';
 import type { WeightStore } from '../core/weights.js';
-import type { BuiltModel } from '../onnx/builder.js';
+import { type BuiltModel, type FloatType, checkFloatType } from '../onnx/builder.js';
 import { type RuntimeOptions, Session, SessionCache, runtimeOptions } from '../runtime/ort.js';
 import { inferVAEConfig, type VAEConfig } from './vae-config.js';
 import { buildVAEDecoder, buildVAEEncoder } from './vae-graph.js';
@@ -99,6 +99,11 @@ function checkNCHW(x: unknown, what: string, channels: number, factor: number): 
 export interface VAEOptions extends RuntimeOptions {
   /** GroupNorm groups, which the weights cannot show (default 32, SD3's); the demo checkpoint records 8. */
   readonly groups?: number;
+  /**
+   * 'float16' computes the convolutions in float16 (GroupNorm and the middle attention in float32; input and
+   * output float32), for a GPU with `shader-f16` (see MMDiTLoadOptions.dtype). Default 'float32'.
+   */
+  readonly dtype?: FloatType;
 }
 
 export interface DecodeOptions {
@@ -122,6 +127,7 @@ export class VAE {
 
   /** Reads the configuration from `store` (VAE names without prefix); sessions are built on first use. */
   static async load(store: WeightStore, opts: VAEOptions = {}): Promise<VAE> {
+    checkFloatType(opts.dtype, 'VAE dtype');
     return new VAE(inferVAEConfig(store, opts.groups === undefined ? {} : { groups: opts.groups }), store, opts);
   }
 
@@ -129,7 +135,7 @@ export class VAE {
   async encode(image: Tensor): Promise<Posterior> {
     if (!this.config.hasEncoder) throw new SD3Error(`${this.store.label} holds no VAE encoder weights`);
     const x = checkNCHW(image, 'image', this.config.inChannels, this.config.downsampleFactor);
-    const session = await this.session('encoder', () => buildVAEEncoder(this.store, this.config));
+    const session = await this.session('encoder', () => buildVAEEncoder(this.store, this.config, this.dtype));
     const out = await session.run({ image: x });
     return { mean: out.mean as Tensor<'float32'>, logvar: out.logvar as Tensor<'float32'> };
   }
@@ -139,10 +145,13 @@ export class VAE {
     if (!this.config.hasDecoder) throw new SD3Error(`${this.store.label} holds no VAE decoder weights`);
     const z = checkNCHW(latent, 'latent', this.config.zChannels, 1);
     if (opts.tile) checkTileOptions(opts.tile);
-    const session = await this.session('decoder', () => buildVAEDecoder(this.store, this.config));
+    const session = await this.session('decoder', () => buildVAEDecoder(this.store, this.config, this.dtype));
     const run = async (t: Tensor<'float32'>) => (await session.run({ latent: t })).image as Tensor<'float32'>;
     return opts.tile ? decodeTiled(z, opts.tile, this.config.downsampleFactor, run) : run(z);
   }
+
+  /** What the convolutions compute in. */
+  get dtype(): FloatType { return this.opts.dtype ?? 'float32'; }
 
   /** Frees one half's session (e.g. the encoder once an init image is encoded); it is rebuilt if used again. */
   async release(part: 'encoder' | 'decoder'): Promise<void> {
@@ -156,7 +165,8 @@ export class VAE {
   private session(part: 'encoder' | 'decoder', build: () => BuiltModel): Promise<Session> {
     return this.sessions.get(part, async () => {
       const model = build();
-      return Session.create(`VAE ${part}`, model, runtimeOptions(this.opts));
+      const half = this.dtype === 'float16';
+      return Session.create(`VAE ${part}${half ? ' (float16)' : ''}`, model, { ...runtimeOptions(this.opts), ...(half ? { float16: true } : {}) });
     });
   }
 }

@@ -4,7 +4,7 @@
  * Linear path) happens here and nowhere else.
  */
 import type { WeightStore } from '../core/weights.js';
-import type { GraphBuilder, Value } from '../onnx/builder.js';
+import type { FloatType, GraphBuilder, Value } from '../onnx/builder.js';
 
 /** How Linear layers are computed. */
 export type LinearMode = 'fp32' | 'int8';
@@ -22,6 +22,32 @@ export interface NN {
   readonly quant?: QuantizedLinears;
   /** Weights that get a low-rank (LoRA) branch whose factors are graph inputs (see src/lora). */
   readonly lora?: ReadonlySet<string>;
+  /**
+   * What activations and weights are computed in (default float32). In a float16 graph the norms' statistics
+   * run in float32 here (`layerNorm`, `layerNormPlain`, `rmsNorm`), and a model marks its other float32 islands
+   * with `inFloat32`, `widen` and `narrow`.
+   */
+  readonly dtype?: FloatType;
+}
+
+/** The type `nn` computes in. */
+export function computeType(nn: NN): FloatType {
+  return nn.dtype ?? 'float32';
+}
+
+/** The same graph and weights computing in float32: a float32 island inside a float16 graph. */
+export function inFloat32(nn: NN): NN {
+  return computeType(nn) === 'float32' ? nn : { ...nn, dtype: 'float32' };
+}
+
+/** A value of nn's compute type as float32 (no node in a float32 graph). */
+export function widen(nn: NN, x: Value): Value {
+  return computeType(nn) === 'float32' ? x : nn.g.cast(x, 'float32');
+}
+
+/** A float32 value as nn's compute type (no node in a float32 graph). */
+export function narrow(nn: NN, x: Value): Value {
+  return computeType(nn) === 'float32' ? x : nn.g.cast(x, computeType(nn));
 }
 
 /**
@@ -39,7 +65,8 @@ function loraInputs(nn: NN, name: string): { down: Value; up: Value; bias: Value
   const [out, inp] = nn.w.get(name).shape as [number, number];
   const n = loraInputNames(name);
   const rank = `lora_rank:${name}`;
-  return { down: g.input(n.down, 'float32', [inp, rank]), up: g.input(n.up, 'float32', [rank, out]), bias: g.input(n.bias, 'float32', [out]) };
+  const input = (name: string, dims: (number | string)[]) => narrow(nn, g.input(name, 'float32', dims));
+  return { down: input(n.down, [inp, rank]), up: input(n.up, [rank, out]), bias: input(n.bias, [out]) };
 }
 
 /** The convolution's LoRA branch: y + conv1x1(conv(x, down), up) + bias. */
@@ -49,15 +76,15 @@ function convLoraBranch(nn: NN, name: string, x: Value, y: Value, opts: { stride
   const out = shape[0]!;
   const n = loraInputNames(name);
   const rank = `lora_rank:${name}`;
-  const down = g.input(n.down, 'float32', [rank, shape[1]!, ...shape.slice(2)]);
-  const up = g.input(n.up, 'float32', [out, rank, 1, 1]);
-  const bias = g.input(n.bias, 'float32', [out]);
+  const down = narrow(nn, g.input(n.down, 'float32', [rank, shape[1]!, ...shape.slice(2)]));
+  const up = narrow(nn, g.input(n.up, 'float32', [out, rank, 1, 1]));
+  const bias = narrow(nn, g.input(n.bias, 'float32', [out]));
   return g.add(y, g.conv(g.conv(x, down, undefined, opts), up, bias));
 }
 
-/** A stored parameter as a float32 value. */
+/** A stored parameter as a value of nn's compute type. */
 export function param(nn: NN, name: string): Value {
-  return nn.g.weight(nn.w.get(name));
+  return nn.g.weight(nn.w.get(name), computeType(nn));
 }
 
 export function hasParam(nn: NN, name: string): boolean {
@@ -90,16 +117,25 @@ export function linear(nn: NN, prefix: string, x: Value, opts: { bias?: boolean 
   return g.reshape(y, g.concat([g.shape(x, 0, -1), g.ints([out])], 0));
 }
 
-/** LayerNorm over the last axis with `${prefix}.weight` / `${prefix}.bias`. */
+/**
+ * LayerNorm over the last axis with `${prefix}.weight` / `${prefix}.bias`, computed in float32 (in a float16
+ * graph: measured on WebGPU, its float16 kernel loses the mean of inputs far from zero, ~1e-2 of the output).
+ */
 export function layerNorm(nn: NN, prefix: string, x: Value, eps: number): Value {
-  const bias = nn.w.has(`${prefix}.bias`) ? param(nn, `${prefix}.bias`) : undefined;
-  return nn.g.layerNorm(x, param(nn, `${prefix}.weight`), bias, eps);
+  const f32 = inFloat32(nn);
+  const bias = nn.w.has(`${prefix}.bias`) ? param(f32, `${prefix}.bias`) : undefined;
+  return narrow(nn, nn.g.layerNorm(widen(nn, x), param(f32, `${prefix}.weight`), bias, eps));
 }
 
-/** LayerNorm without learned affine parameters. */
+/** LayerNorm without learned affine parameters, computed in float32 (see `layerNorm`). */
 export function layerNormPlain(nn: NN, x: Value, width: number, eps: number): Value {
   const { g } = nn;
-  return g.layerNorm(x, g.floats(new Array(width).fill(1)), g.floats(new Array(width).fill(0)), eps);
+  return narrow(nn, g.layerNorm(widen(nn, x), g.floats(new Array(width).fill(1)), g.floats(new Array(width).fill(0)), eps));
+}
+
+/** RMS normalisation over the last axis with the weight `name`, computed in float32 (see `layerNorm`). */
+export function rmsNorm(nn: NN, name: string, x: Value, eps: number): Value {
+  return narrow(nn, nn.g.rmsNorm(widen(nn, x), param(inFloat32(nn), name), eps));
 }
 
 /** Conv2d (NCHW) with `${prefix}.weight` [out, in, kh, kw] and `${prefix}.bias`. */

@@ -5,12 +5,20 @@
  */
 import * as path from 'node:path';
 import { SD3Error } from '../core/errors.js';
-import { BYTES_PER_ELEMENT, type DType, type Tensor, numel } from '../core/tensor.js';
+import { BYTES_PER_ELEMENT, type DType, type Tensor, f32ToF16, numel } from '../core/tensor.js';
 import type { WeightRef } from '../core/weights.js';
 import { type AttributeValue, type NodeProto, OnnxDataType, type TensorProto, type ValueInfoProto, encodeModel } from './proto.js';
 
 export type Value = string;
 export type Dim = number | string;
+/** The floating-point types a graph computes in: float32, or float16 (GPU) with float32 islands. */
+export type FloatType = 'float32' | 'float16';
+
+/** Checks a model's dtype option (undefined: float32); throws an SD3Error naming the value. */
+export function checkFloatType(v: unknown, what: string): FloatType {
+  if (v === undefined || v === 'float32' || v === 'float16') return v ?? 'float32';
+  throw new SD3Error(`${what} must be 'float32' or 'float16', got ${JSON.stringify(v)}`);
+}
 
 export const ONNX_TYPE: Record<DType, OnnxDataType> = {
   float32: OnnxDataType.FLOAT, float16: OnnxDataType.FLOAT16, bfloat16: OnnxDataType.BFLOAT16,
@@ -30,6 +38,8 @@ export interface BuiltModel {
   readonly outputs: readonly string[];
   /** Nodes that must run on the CPU whatever the device (see `hostOnly`). */
   readonly hostNodes: readonly string[];
+  /** Node names by operator type (e.g. every MultiHeadAttention), for placing them. */
+  readonly nodesByOp: Readonly<Record<string, readonly string[]>>;
 }
 
 const FLOAT_WEIGHT_DTYPES: ReadonlySet<string> = new Set(['float32', 'float16', 'bfloat16', 'float64', 'float8e4m3fn', 'float8e5m2']);
@@ -101,18 +111,20 @@ export class GraphBuilder {
     return name;
   }
 
-  scalar(v: number, dtype: 'float32' | 'int64' = 'float32'): Value {
-    return dtype === 'float32'
-      ? this.constant({ dtype: 'float32', shape: [], data: new Float32Array([v]) })
-      : this.constant({ dtype: 'int64', shape: [], data: new BigInt64Array([BigInt(v)]) });
+  scalar(v: number, dtype: FloatType | 'int64' = 'float32'): Value {
+    return dtype === 'int64'
+      ? this.constant({ dtype: 'int64', shape: [], data: new BigInt64Array([BigInt(v)]) })
+      : this.floats([v], [], dtype);
   }
 
   ints(v: readonly number[]): Value {
     return this.constant({ dtype: 'int64', shape: [v.length], data: BigInt64Array.from(v.map(BigInt)) });
   }
 
-  floats(v: readonly number[], shape: readonly number[] = [v.length]): Value {
-    return this.constant({ dtype: 'float32', shape, data: Float32Array.from(v) });
+  floats(v: readonly number[], shape: readonly number[] = [v.length], dtype: FloatType = 'float32'): Value {
+    return dtype === 'float16'
+      ? this.constant({ dtype: 'float16', shape, data: Uint16Array.from(v, f32ToF16) })
+      : this.constant({ dtype: 'float32', shape, data: Float32Array.from(v) });
   }
 
   /** A stored tensor as an initializer in its own dtype (no cast), for int8 weights and scales. */
@@ -144,15 +156,19 @@ export class GraphBuilder {
     return v;
   }
 
-  /** A stored tensor as a float32 value. */
-  weight(ref: WeightRef): Value {
-    const hit = this.weights.get(ref.name);
+  /**
+   * A stored tensor as a value of type `to` (default float32). A weight already of that type is used as it is in
+   * the file (float16 weights in a float16 graph: no float32 copy); any other is cast in-graph (folded at load).
+   */
+  weight(ref: WeightRef, to: FloatType = 'float32'): Value {
+    const key = to === 'float32' ? ref.name : `${to}:${ref.name}`;
+    const hit = this.weights.get(key);
     if (hit) return hit;
     // Model weights are floating point; an integer or boolean tensor under a weight's name is a damaged or foreign file.
     if (!FLOAT_WEIGHT_DTYPES.has(ref.dtype)) throw new SD3Error(`weight "${ref.name}" is ${ref.dtype}; expected a floating-point tensor (F32, F16, BF16 or F8)`);
     let v = this.rawWeight(ref);
-    if (ref.dtype !== 'float32') v = this.cast(v, 'float32');
-    this.weights.set(ref.name, v);
+    if (ref.dtype !== to) v = this.cast(v, to);
+    this.weights.set(key, v);
     this.weightShapes.set(v, ref.shape);
     return v;
   }
@@ -291,6 +307,8 @@ export class GraphBuilder {
       opsets: [{ domain: '', version: OPSET }, { domain: MS_DOMAIN, version: 1 }],
       graph: { name: this.name, nodes: this.nodes, initializers: this.inits, inputs: this.ins, outputs: this.outs },
     });
-    return { bytes, externalFolder: this.folder, inputs: this.ins.map((i) => i.name), outputs: this.outs.map((o) => o.name), hostNodes: [...this.host] };
+    const nodesByOp: Record<string, string[]> = {};
+    for (const n of this.nodes) (nodesByOp[n.opType] ??= []).push(n.name!);
+    return { bytes, externalFolder: this.folder, inputs: this.ins.map((i) => i.name), outputs: this.outs.map((o) => o.name), hostNodes: [...this.host], nodesByOp };
   }
 }

@@ -17,7 +17,7 @@ import { type T5Config, T5Encoder, buildT5EncoderModel, inferT5Config } from '..
 import { VAE, fromModelSpace, samplePosterior, toModelSpace } from '../models/vae.js';
 import { checkTileOptions } from '../models/vae-tiling.js';
 import type { QuantizedLinears } from '../nn/layers.js';
-import { type DeviceChoice, defaultDevice, parseDevice } from '../runtime/ort.js';
+import { type DeviceChoice, defaultDevice, parseDevice, resolveDevice } from '../runtime/ort.js';
 import { addNoise } from '../sampler/flow-match.js';
 import { batchNoise } from '../sampler/noise.js';
 import type { RGBImage } from '../image/image.js';
@@ -55,13 +55,18 @@ export interface BackboneOptions {
   readonly threads?: number;
   /**
    * Where the models run: 'cpu' (default, or $SD3_DEVICE), 'webgpu' (the GPU through onnxruntime-node's
-   * bundled WebGPU provider; float32 only) or 'auto' (the GPU when one is found, else the CPU).
+   * bundled WebGPU provider; float32 or float16) or 'auto' (the GPU when one is found, else the CPU).
    */
   readonly device?: DeviceChoice;
   /** Release each model as soon as a generation no longer needs it (slower repeated runs, lower peak memory). */
   readonly lowMemory?: boolean;
-  /** 'int8' quantizes the MMDiT's Linear weights (cached next to the checkpoint). */
-  readonly dtype?: 'float32' | 'int8';
+  /**
+   * 'int8' quantizes the MMDiT's Linear weights (cached next to the checkpoint; CPU only). 'float16' computes the
+   * MMDiT and the VAE in float16 with float32 islands (models/mmdit-graph.ts, vae-graph.ts) on a GPU whose
+   * WebGPU adapter has `shader-f16` (a clear error otherwise, and on the CPU, whose ORT provider has no float16
+   * kernels for their main operators); the text encoders stay float32 (T5 int8 on the CPU).
+   */
+  readonly dtype?: 'float32' | 'int8' | 'float16';
   /**
    * Let the MMDiT's worker threads spin between operators (default true on the CPU: 6-10% faster steps measured
    * on a 2-core machine; set false when the CPU is shared with other busy work). Never on a GPU.
@@ -132,7 +137,9 @@ export class SD3Backbone {
     this.mmditConfig = inferMMDiTConfig(weights.mmdit);
     const choice = options.device ?? defaultDevice();
     const int8 = options.dtype === 'int8';
+    const half = options.dtype === 'float16';
     const anyInt8 = int8 || options.clipDtype === 'int8';
+    if (half && choice === 'cpu') throw new SD3Error(float16OnCpu(choice));
     if (choice === 'webgpu' && anyInt8) {
       // ORT's int8 matrix multiply (DynamicQuantizeMatMul) exists only on the CPU provider: on a GPU every Linear
       // would round-trip through host memory.
@@ -175,19 +182,25 @@ export class SD3Backbone {
       this.lora = this.newLoraManager();
       this.lora.select(checkLoraSpecs(options.loras));
     }
-    const halfWeights = !int8 && (options.mmditHalfWeights ?? mmditTooLargeForFloat32(weights.mmdit, this.mmditConfig));
+    const halfWeights = !int8 && !half && (options.mmditHalfWeights ?? mmditTooLargeForFloat32(weights.mmdit, this.mmditConfig));
+    // float16 on 'auto' needs the GPU it finds; the models' sessions check its shader-f16.
+    const float16 = async (): Promise<{ dtype?: 'float16' }> => {
+      if (!half) return {};
+      if ((await resolveDevice(device)) === 'cpu') throw new SD3Error(float16OnCpu(device));
+      return { dtype: 'float16' };
+    };
     this.mmdit = new Lazy(async (signal) => {
       const lora = this.lora;
       const slots = lora?.slotsOf('mmdit');
       const m = await MMDiT.load(weights.mmdit, {
         ...runtime, spin: options.spin ?? true, ...(int8 ? { quant: await quantized('mmdit', mmditInt8LinearNames(weights.mmdit), signal) } : {}),
-        ...(halfWeights ? { halfWeights } : {}), ...(slots ? { loraSlots: slots } : {}),
+        ...(halfWeights ? { halfWeights } : {}), ...(slots ? { loraSlots: slots } : {}), ...(await float16()),
       });
       if (lora && slots) m.setBranchFeeds(lora.feeds('mmdit', slots));
       this.branches.mmdit = slots ?? new Set();
       return m;
     });
-    this.vae = new Lazy(() => VAE.load(weights.vae, { ...runtime, ...(weights.vaeGroups !== undefined ? { groups: weights.vaeGroups } : {}) }));
+    this.vae = new Lazy(async () => VAE.load(weights.vae, { ...runtime, ...(weights.vaeGroups !== undefined ? { groups: weights.vaeGroups } : {}), ...(await float16()) }));
   }
 
   /** 'sd3_medium', 'sd3.5_medium' or 'sd3.5_large', from the MMDiT's keys. */
@@ -308,6 +321,12 @@ export class SD3Backbone {
   }
 }
 
+/** Why dtype 'float16' is refused on the CPU (with the device choice that led there). */
+function float16OnCpu(choice: DeviceChoice): string {
+  const where = choice === 'auto' ? "device 'auto' found no GPU here" : `device '${choice}'`;
+  return `dtype 'float16' runs on a GPU only (device 'webgpu'), and ${where}: ORT's CPU provider has no float16 kernels for the MMDiT's and VAE's main operators and would run them in float32 through casts (no gain); on the CPU use 'float32' or 'int8'`;
+}
+
 /** Whether the MMDiT's weights are 16-bit and would take more than half of the machine's memory as float32. */
 function mmditTooLargeForFloat32(store: WeightStore, config: MMDiTConfig): boolean {
   const probe = store.get(`joint_blocks.0.x_block.attn.qkv.weight`);
@@ -340,9 +359,9 @@ function checkBackboneOptions(o: BackboneOptions): void {
       throw new SD3Error(`${name} must be one of ${choices.map((c) => `'${c}'`).join(', ')}; got ${JSON.stringify(v)}${hint}`);
     }
   };
-  const halfHint = " (half-precision compute has no CPU kernels in ORT; the file's fp16 weights are used as float32)";
+  const halfHint = " ('float16' is the half-precision mode, on a GPU; the file's bf16 weights are used as float32 or float16)";
   const dtype: unknown = o.dtype;
-  oneOf('dtype', dtype, ['float32', 'int8'], dtype === 'float16' || dtype === 'bfloat16' ? halfHint : '');
+  oneOf('dtype', dtype, ['float32', 'int8', 'float16'], dtype === 'bfloat16' ? halfHint : '');
   oneOf('clipDtype', o.clipDtype, ['float32', 'int8']);
   oneOf('t5Dtype', o.t5Dtype, ['float32', 'int8']);
   if (o.device !== undefined) parseDevice(o.device, 'device');

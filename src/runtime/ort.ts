@@ -75,6 +75,48 @@ export function webgpuAvailable(): Promise<boolean> {
   return webgpuProbe;
 }
 
+let float16Probe: Promise<boolean> | undefined;
+
+/**
+ * Whether the WebGPU adapter here computes in float16 (WebGPU's optional `shader-f16` feature): a one-node float16
+ * model is run with no CPU fallback allowed, and its answer checked. Asked once per process.
+ */
+export function webgpuFloat16Available(): Promise<boolean> {
+  float16Probe ??= (async () => {
+    if (!(await webgpuAvailable())) return false;
+    const g = new GraphBuilder('probe-f16');
+    g.output(g.add(g.input('x', 'float16', [2]), g.floats([0.5, 1.5], [2], 'float16')), 'z', 'float16');
+    try {
+      const s = await ort.InferenceSession.create(g.build().bytes, {
+        executionProviders: [{ name: 'webgpu' }], extra: { session: { disable_cpu_ep_fallback: '1' } },
+      });
+      const z = await s.run({ x: new ort.Tensor('float16', new Uint16Array([0x3c00, 0x4000]), [2]) }); // [1, 2]
+      await s.release();
+      const out = z.z!.data as Uint16Array;
+      return out[0] === 0x3e00 && out[1] === 0x4300; // [1.5, 3.5]
+    } catch {
+      return false;
+    }
+  })();
+  return float16Probe;
+}
+
+/**
+ * One step of the GPU-resident output probe (bench/gpu/probe-io.ts, which runs each step in its own process): a
+ * one-node WebGPU model with `preferredOutputLocation: 'gpu-buffer'`; 'output' answers the output's location,
+ * 'download' its values read back, 'feed' the values of a second run fed that output. Not used by the product,
+ * which reads every output to the host (see BENCHMARKS.md "float16 on WebGPU").
+ */
+export async function webgpuOutputProbe(step: 'output' | 'download' | 'feed'): Promise<string> {
+  const g = new GraphBuilder('io-probe');
+  g.output(g.add(g.input('x', 'float32', [4]), g.scalar(1)), 'y');
+  const s = await ort.InferenceSession.create(g.build().bytes, { executionProviders: [{ name: 'webgpu' }], preferredOutputLocation: 'gpu-buffer' });
+  const y = (await s.run({ x: new ort.Tensor('float32', new Float32Array([1, 2, 3, 4]), [4]) })).y!;
+  if (step === 'output') return y.location;
+  const out = step === 'download' ? y : (await s.run({ x: y })).y!;
+  return Array.from((await out.getData()) as Float32Array).join(',');
+}
+
 /** The device a choice stands for here ('auto' probes for a GPU once; `probe` replaces the probe in tests). */
 export async function resolveDevice(choice: DeviceChoice = defaultDevice(), probe: () => Promise<boolean> = webgpuAvailable): Promise<Device> {
   if (choice !== 'auto') return choice;
@@ -100,6 +142,23 @@ export interface SessionOptions extends RuntimeOptions {
   readonly halfWeights?: boolean | 'on-cpu';
   /** Graph optimisation level; 'basic' folds the in-graph casts of half-precision weights. Default 'all'. */
   readonly optimization?: 'disabled' | 'basic' | 'extended' | 'all';
+  /**
+   * The model computes in float16: on 'webgpu' the adapter must have `shader-f16` (checked, with a clear error).
+   * The CPU runs it too, but ORT's CPU provider has no float16 kernels for the models' main operators (Gemm,
+   * LayerNorm, Gelu, attention, Conv, InstanceNorm): its optimiser casts around them and merges the casts, so
+   * there the graph computes in float32 with float16's rounding only in the weights and at the graph's own
+   * casts: good for checking the graph, no gain.
+   */
+  readonly float16?: boolean;
+}
+
+/**
+ * Operator types that `$SD3_WEBGPU_HOST_OPS` (comma-separated) sends to the CPU in every WebGPU session. For
+ * software Vulkan (Mesa's lavapipe), whose subgroups break ORT's WebGPU FlashAttention kernel (see
+ * scripts/webgpu-lavapipe.sh); never needed on a real GPU.
+ */
+export function webgpuHostOps(env: NodeJS.ProcessEnv = process.env): string[] {
+  return (env.SD3_WEBGPU_HOST_OPS ?? '').split(',').map((s) => s.trim()).filter(Boolean);
 }
 
 /** onnxruntime-node's version. */
@@ -151,6 +210,13 @@ export function executionProviders(device: Device, hostNodes: readonly string[] 
       storageBufferCacheMode: cache ?? 'simple',
     }, 'cpu'];
   }
+}
+
+/** The nodes of a model that run on the CPU on this device: those it marked, and those of `webgpuHostOps()`. */
+function hostNodesOf(model: BuiltModel, device: Device): readonly string[] {
+  if (device === 'cpu') return [];
+  const ops = webgpuHostOps();
+  return ops.length ? [...model.hostNodes, ...ops.flatMap((op) => model.nodesByOp[op] ?? [])] : model.hostNodes;
 }
 
 function fromOrt(t: ort.Tensor): Tensor {
@@ -214,6 +280,9 @@ export class Session {
   /** A session for a model built in TypeScript (its external-data folder and CPU-only nodes come with it). */
   static async create(label: string, model: BuiltModel, opts: SessionOptions = {}): Promise<Session> {
     const device = await resolveDevice(opts.device);
+    if (opts.float16 && device === 'webgpu' && !(await webgpuFloat16Available())) {
+      throw new SD3Error(`could not load model ${label} in float16: this GPU's WebGPU adapter lacks the shader-f16 feature (float16 arithmetic); use dtype 'float32'`);
+    }
     const onCpu = device === 'cpu';
     const halfWeights = opts.halfWeights === 'on-cpu' ? onCpu : (opts.halfWeights ?? false);
     const config: Record<string, string> = {
@@ -227,7 +296,7 @@ export class Session {
       ? path.join(profiling.dir, `${label.replace(/[^\w.-]+/g, '_')}-${process.pid}-${++profiling.count}`)
       : undefined);
     const options: ort.InferenceSession.SessionOptions = {
-      executionProviders: executionProviders(device, model.hostNodes, opts.gpuBufferCache),
+      executionProviders: executionProviders(device, hostNodesOf(model, device), opts.gpuBufferCache),
       intraOpNumThreads: opts.threads ?? defaultThreads(),
       interOpNumThreads: 1,
       // Unoptimised keeps ORT from folding the casts of resident half-precision weights.

@@ -1,17 +1,17 @@
 import type { Tensor } from '../../src/core/tensor.js';
 import { MMDiT, denoisedFromVelocity, describeMMDiT, mmditVariant } from '../../src/models/mmdit.js';
-import { type Check, checkFixtureModel, type FixtureConfig, compare, compareOutputs, exact, loadCase, toleranceOf } from './lib.js';
+import { type Check, checkFixtureModel, type FixtureConfig, compare, compareOutputs, exact, loadCase, modelTolerance, parityDtype } from './lib.js';
 
 /** The timestep features are checked at 1e-4 absolute (fixtures README, "Tolerances"). */
 const T_FREQ_TOLERANCE = { atol: 1e-4, rtol: 0 };
 
 export function checkMMDiT(dir: string): Promise<Check[]> {
-  return checkFixtureModel(dir, (store) => MMDiT.load(store, { threads: 1, debug: true }), checkMMDiTCases);
+  return checkFixtureModel(dir, (store) => MMDiT.load(store, { threads: 1, debug: true, dtype: parityDtype() }), checkMMDiTCases);
 }
 
 /** The cases of an mmdit fixture (`dir`, its parsed `config`) on a model loaded with `debug: true`. */
 export async function checkMMDiTCases(dir: string, config: FixtureConfig, model: MMDiT): Promise<Check[]> {
-  const tol = toleranceOf(config);
+  const tol = modelTolerance(config, 'mmdit');
   const checks: Check[] = [];
   // A fixture that names its variant (config.variant) must be recognised as that variant from its keys alone.
   const variant = (config as { variant?: unknown }).variant;

@@ -22,12 +22,13 @@ test('bench/run.ts arguments: defaults, lists, and each bad value named', () => 
   const a = parseRunArgs(['--checkpoint', 'x.safetensors']);
   assert.deepEqual([a.modes, a.sizes.map((s) => [s.width, s.height]), a.steps, a.device, a.profile], [['fp32'], [[512, 512]], 2, 'cpu', false]);
   const b = parseRunArgs(['--checkpoint', 'x', '--size', '256,768x1344', '--mode', 'fp32,int8', '--steps', '1', '--profile', '--vae-tile', '64']);
+  assert.deepEqual(parseRunArgs(['--checkpoint', 'x', '--mode', 'fp32,fp16', '--device', 'webgpu']).modes, ['fp32', 'fp16']);
   assert.deepEqual(b.sizes.map((s) => [s.width, s.height]), [[256, 256], [768, 1344]]);
   assert.deepEqual(b.vaeTile, { size: 64, overlap: 16 });
   assert.deepEqual(childRunArgs(b, 'int8', b.sizes[1]!).join(' '), '--checkpoint x --size 768x1344 --steps 1 --mode int8 --json --device cpu --vae-tile 64,16 --profile');
   const bad: [string[], RegExp][] = [
     [[], /--checkpoint is required/],
-    [['--checkpoint', 'x', '--mode', 'fp16'], /--mode must be fp32, float32, int8, resident .*"fp16"/],
+    [['--checkpoint', 'x', '--mode', 'fp8'], /--mode must be fp32, float32, int8, resident, fp16, float16 .*"fp8"/],
     [['--checkpoint', 'x', '--mode', 'int8,bf16'], /"bf16"/],
     [['--checkpoint', 'x', '--size', '500'], /multiples of 16/],
     [['--checkpoint', 'x', '--size', 'big'], /N or WxH.*"big"/],
@@ -51,9 +52,9 @@ test('bench/t5.ts and bench:peers arguments', () => {
 });
 
 test('a bad bench argument exits with 2 and the usage line, before loading anything', () => {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(root, 'bench/run.ts'), '--checkpoint', '/nonexistent.safetensors', '--mode', 'fp16'], { encoding: 'utf8', cwd: root });
+  const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(root, 'bench/run.ts'), '--checkpoint', '/nonexistent.safetensors', '--mode', 'fp8'], { encoding: 'utf8', cwd: root });
   assert.equal(r.status, 2);
-  assert.match(r.stderr, /--mode must be .*"fp16"\nusage: npm run bench/);
+  assert.match(r.stderr, /--mode must be .*"fp8"\nusage: npm run bench/);
   assert.doesNotMatch(r.stderr, /at .*\.ts:\d+/); // a message, not a stack
 });
 

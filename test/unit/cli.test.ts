@@ -14,7 +14,7 @@ import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { decodeImage, readPNGText } from '../../src/image/image.js';
 import { TextToImage } from '../../src/presets/tasks.js';
-import { webgpuAvailable } from '../../src/runtime/ort.js';
+import { webgpuAvailable, webgpuFloat16Available } from '../../src/runtime/ort.js';
 import { REPO, runCLI } from '../helpers/cli.js';
 import { assertSamePixels, testImage } from '../helpers/tiny.js';
 
@@ -170,6 +170,8 @@ describe('sd3 bad usage: exit 2, a message on stderr, no output file (compiled c
     }, /--strength must be a number in \[0, 1\], got "1.5"/],
     ['--device gpu', () => ['--device', 'gpu'], /--device must be one of cpu, webgpu, auto; got "gpu"/],
     ['--device webgpu with --int8', () => ['--device', 'webgpu', '--int8'], /--int8 runs on the CPU only/],
+    ['--fp16 with --device cpu', () => ['--device', 'cpu', '--fp16'], /--fp16 runs on the GPU only .*use --device webgpu/],
+    ['--fp16 with --int8', () => ['--fp16', '--int8'], /--int8 \(CPU\) and --fp16 \(GPU\) exclude each other/],
     ['--vae-tile 64,64', () => ['--vae-tile', '64,64'], /--vae-tile must be N or N,OVERLAP with N >= 8 latent cells and OVERLAP < N, got "64,64"/],
     ['--step-cache 0', () => ['--step-cache', '0'], /--step-cache must be a threshold in \(0, 1\] \(e\.g\. 0\.1\), got "0"/],
     ['--step-cache-end without --step-cache', () => ['--step-cache-end', '0.5'], /--step-cache-start and --step-cache-end need --step-cache X/],
@@ -263,6 +265,8 @@ describe('sd3, compiled (dist/cli/main.js)', () => {
     const gpu = await webgpuAvailable();
     if (process.env.SD3_EXPECT_WEBGPU !== undefined) assert.equal(gpu, process.env.SD3_EXPECT_WEBGPU === '1', 'this process finds a GPU where SD3_EXPECT_WEBGPU says');
     assert.equal(info.webgpu, gpu, 'the CLI finds what this process finds');
+    assert.equal(info.webgpuFloat16, await webgpuFloat16Available(), 'shader-f16 as this process finds it');
+    if (!gpu) assert.equal(info.webgpuFloat16, false, 'no float16 without an adapter');
     assert.equal(info.autoDevice, gpu ? 'webgpu' : 'cpu');
     assert.equal(info.defaultDevice, 'auto', 'from SD3_DEVICE');
     assert.equal(info.modelCache, cache, 'from HF_HUB_CACHE');

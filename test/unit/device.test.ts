@@ -9,7 +9,9 @@ import { SD3Error } from '../../src/core/errors.js';
 import { GraphBuilder } from '../../src/onnx/builder.js';
 import { SD3Backbone } from '../../src/pipelines/backbone.js';
 import { tinyRandomWeights } from '../../src/presets/tiny-random.js';
-import { defaultDevice, executionProviders, gpuMemoryHint, parseDevice, resolveDevice, webgpuAvailable } from '../../src/runtime/ort.js';
+import { runtimeArgs } from '../../src/cli/args.js';
+import { tensor } from '../../src/core/tensor.js';
+import { defaultDevice, executionProviders, gpuMemoryHint, parseDevice, resolveDevice, webgpuAvailable, webgpuHostOps } from '../../src/runtime/ort.js';
 
 test('parseDevice accepts cpu, webgpu and auto and names a bad value and the choices', () => {
   assert.equal(parseDevice('cpu'), 'cpu');
@@ -65,6 +67,32 @@ test('int8 with device webgpu is refused up front, naming both', () => {
   assert.equal(new SD3Backbone(weights, { device: 'auto' }).device, 'auto');
 });
 
+test("float16 is refused on the CPU up front, and on 'auto' at load when no GPU is found; kept on webgpu", async () => {
+  const { weights } = tinyRandomWeights();
+  assert.throws(() => new SD3Backbone(weights, { device: 'cpu', dtype: 'float16' }), /dtype 'float16' runs on a GPU only \(device 'webgpu'\), and device 'cpu': ORT's CPU provider .* use 'float32' or 'int8'/);
+  assert.throws(() => new SD3Backbone(weights, { dtype: 'float16' }), /dtype 'float16' runs on a GPU only/, 'the default device is the CPU');
+  assert.equal(new SD3Backbone(weights, { device: 'webgpu', dtype: 'float16' }).device, 'webgpu');
+  if (!(await webgpuAvailable())) {
+    const auto = new SD3Backbone(weights, { device: 'auto', dtype: 'float16' });
+    await assert.rejects(auto.decode(tensor('float32', [1, 16, 2, 2], new Float32Array(64))), /dtype 'float16' runs on a GPU only \(device 'webgpu'\), and device 'auto' found no GPU here/);
+  }
+});
+
+test('the CLI flags: --fp16 means dtype float16 on webgpu unless a device is named', () => {
+  assert.deepEqual(runtimeArgs({ fp16: true }), { device: 'webgpu', dtype: 'float16' });
+  assert.deepEqual(runtimeArgs({ fp16: true, device: 'auto' }), { device: 'auto', dtype: 'float16' });
+  assert.deepEqual(runtimeArgs({ device: 'webgpu' }), { device: 'webgpu' });
+});
+
+test('$SD3_WEBGPU_HOST_OPS lists operator types for the CPU (for software Vulkan), empty when unset', () => {
+  assert.deepEqual(webgpuHostOps({}), []);
+  assert.deepEqual(webgpuHostOps({ SD3_WEBGPU_HOST_OPS: 'MultiHeadAttention, Conv,' }), ['MultiHeadAttention', 'Conv']);
+  const g = new GraphBuilder('ops');
+  const x = g.input('x', 'float32', [1]);
+  g.output(g.add(g.add(x, x), x), 'y');
+  assert.equal(g.build().nodesByOp.Add?.length, 2);
+});
+
 test('a GPU run that fails for memory says what to do; other failures get no hint', () => {
   assert.match(gpuMemoryHint('WebGPU device error(1): Out of memory while creating buffer'), /--vae-tile 64.*--low-memory/);
   assert.match(gpuMemoryHint('failed to allocate buffer of 2147483648 bytes'), /ran out of memory/);
@@ -74,8 +102,8 @@ test('a GPU run that fails for memory says what to do; other failures get no hin
 test('backbone options outside their choices are refused, naming the value', () => {
   const { weights } = tinyRandomWeights();
   const bad: [Record<string, unknown>, RegExp][] = [
-    [{ dtype: 'float16' }, /dtype must be one of 'float32', 'int8'; got "float16" \(half-precision compute/],
-    [{ dtype: 'fp8' }, /dtype must be one of 'float32', 'int8'; got "fp8"$/],
+    [{ dtype: 'bfloat16' }, /dtype must be one of 'float32', 'int8', 'float16'; got "bfloat16" \('float16' is the half-precision mode, on a GPU/],
+    [{ dtype: 'fp8' }, /dtype must be one of 'float32', 'int8', 'float16'; got "fp8"$/],
     [{ clipDtype: 'fp8' }, /clipDtype must be one of/],
     [{ t5Dtype: 'int4' }, /t5Dtype must be one of/],
     [{ device: 'cuda' }, /device must be one of cpu, webgpu, auto; got "cuda"/],
