@@ -4,6 +4,7 @@
  *
  *   npm run bench:int8-quality [-- --checkpoint <path> --size 256 --steps 4]
  */
+import { relativeErrors } from './relative-error.js';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -23,16 +24,6 @@ import { gaussian } from '../src/sampler/noise.js';
 const { values: v } = parseArgs({ options: { checkpoint: { type: 'string' }, size: { type: 'string', default: '256' }, steps: { type: 'string', default: '4' }, fixtures: { type: 'string' } } });
 const fixtures = v.fixtures ?? new URL('../test/fixtures/', import.meta.url).pathname;
 
-function errors(a: Float32Array, b: Float32Array): { maxRel: number; rmsRel: number } {
-  let max = 0, ref = 0, se = 0, sr = 0;
-  for (let i = 0; i < a.length; i++) {
-    max = Math.max(max, Math.abs(a[i]! - b[i]!));
-    ref = Math.max(ref, Math.abs(b[i]!));
-    se += (a[i]! - b[i]!) ** 2;
-    sr += b[i]! ** 2;
-  }
-  return { maxRel: max / ref, rmsRel: Math.sqrt(se / sr) };
-}
 const fmt = (e: { maxRel: number; rmsRel: number }) => `max |diff| / max |ref| ${e.maxRel.toExponential(2)}, relative RMS ${e.rmsRel.toExponential(2)}`;
 
 async function loadBoth(store: WeightStore): Promise<[MMDiT, MMDiT]> {
@@ -53,7 +44,7 @@ try {
     const args = [t['input.x']!, t['input.t']!, t['input.y']!, t['input.context']!] as const;
     const a = await int8.forward(...args);
     const e = t['output.model_output'] as Tensor<'float32'>;
-    console.log(`  mmdit/${c.name} model_output: int8 vs golden ${fmt(errors(a.data, e.data))}; fp32 vs golden ${fmt(errors((await fp32.forward(...args)).data, e.data))}`);
+    console.log(`  mmdit/${c.name} model_output: int8 vs golden ${fmt(relativeErrors(a.data, e.data))}; fp32 vs golden ${fmt(relativeErrors((await fp32.forward(...args)).data, e.data))}`);
   }
   const scfg = JSON.parse(fs.readFileSync(path.join(fixtures, 'sampler/config.json'), 'utf8'));
   for (const c of scfg.cases) {
@@ -67,7 +58,7 @@ try {
       cond: { positive: { context: f('input.cond_context'), y: f('input.cond_y') }, negative: { context: f('input.uncond_context'), y: f('input.uncond_y') } },
       guidanceScale: c.params.cfg_scale,
     });
-    console.log(`  sampler/${c.name} final latent: ${fmt(errors(latent, f('output.latent').data))}`);
+    console.log(`  sampler/${c.name} final latent: ${fmt(relativeErrors(latent, f('output.latent').data))}`);
   }
   await fp32.dispose();
   await int8.dispose();
@@ -84,7 +75,7 @@ try {
       const ids = readAllSafetensors(path.join(fixtures, comp, c.file)).tensors['input.input_ids']!;
       const x = await a.encode(ids);
       const y = await b.encode(ids);
-      console.log(`  ${comp}/${c.name}: penultimate ${fmt(errors(y.penultimate.data, x.penultimate.data))}; pooled_projected ${fmt(errors(y.pooledProjected.data, x.pooledProjected.data))}`);
+      console.log(`  ${comp}/${c.name}: penultimate ${fmt(relativeErrors(y.penultimate.data, x.penultimate.data))}; pooled_projected ${fmt(relativeErrors(y.pooledProjected.data, x.pooledProjected.data))}`);
     }
     await a.dispose();
     await b.dispose();
@@ -110,6 +101,6 @@ if (v.checkpoint) {
   };
   const a = await run(false);
   const b = await run(true);
-  console.log(`full-size random MMDiT, ${size}x${size}, ${steps} steps, final latent int8 vs float32: ${fmt(errors(b, a))}`);
+  console.log(`full-size random MMDiT, ${size}x${size}, ${steps} steps, final latent int8 vs float32: ${fmt(relativeErrors(b, a))}`);
   weights.close?.();
 }

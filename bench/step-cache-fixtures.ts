@@ -6,6 +6,7 @@
  *
  *   npm run bench:step-cache:fixtures [-- --thresholds 0.1,0.2,0.3]
  */
+import { relativeErrors } from './relative-error.js';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { SafetensorsFile } from '../src/core/safetensors.js';
@@ -23,14 +24,8 @@ const thresholds = v.thresholds!.split(',').map(Number);
 const root = new URL('../test/fixtures/', import.meta.url).pathname;
 
 function diff(a: Float32Array, b: Float32Array): string {
-  let max = 0, ref = 0, se = 0, sr = 0;
-  for (let i = 0; i < a.length; i++) {
-    max = Math.max(max, Math.abs(a[i]! - b[i]!));
-    ref = Math.max(ref, Math.abs(b[i]!));
-    se += (a[i]! - b[i]!) ** 2;
-    sr += b[i]! ** 2;
-  }
-  return `max ${(max / ref).toExponential(2)}, RMS ${Math.sqrt(se / sr).toExponential(2)}`;
+  const e = relativeErrors(a, b);
+  return `max ${e.maxRel.toExponential(2)}, RMS ${e.rmsRel.toExponential(2)}`;
 }
 
 const f32 = (t: Tensor | undefined) => t as Tensor<'float32'>;
