@@ -59,7 +59,10 @@ def main():
     parts = {'clip_l': ck['clip_l'], 'clip_g': ck['clip_g'], 'mmdit': ck['mmdit'],
              'vae': torch.load(os.path.join(work, 'vae.pt'))}
     # the fine-tuned decoder (train.py's decoder stage; the encoder, and so the latent space, is the VAE stage's)
-    dec_path = os.path.join(work, 'decoder.pt')
+    # (the second pass's, decoder2.pt, when it ran)
+    dec_path = os.path.join(work, 'decoder2.pt')
+    if not os.path.exists(dec_path):
+        dec_path = os.path.join(work, 'decoder.pt')
     if os.path.exists(dec_path):
         parts['vae'].update({'decoder.' + k: v for k, v in torch.load(dec_path).items()})
     # Token rows no training caption used never received a gradient (Adam without weight decay leaves them at
