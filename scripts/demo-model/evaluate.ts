@@ -5,7 +5,7 @@
  */
 import type { RGBImage } from '../../src/image/image.js';
 import {
-  COLOURS, COLOUR_NAMES, type Colour, type Position, type Scene, type Shape, type Size, describe, randomScene, uniform,
+  COLOURS, COLOUR_NAMES, type Colour, type Position, type Scene, type Shape, type Size, caption, randomScene, uniform,
 } from './grammar.js';
 
 export interface Analysis {
@@ -104,13 +104,7 @@ export function analyse(image: RGBImage): Analysis {
   return { background, colour, position, shape, size, blob: { area: best.length, cx, cy, fill, extent } };
 }
 
-export interface EvalCase {
-  readonly prompt: string;
-  readonly scene: Scene;
-  readonly seed: number;
-  readonly sizeNamed: boolean;
-  readonly positionNamed: boolean;
-}
+export interface EvalCase { readonly prompt: string; readonly scene: Scene; readonly seed: number; readonly sizeNamed: boolean }
 
 /**
  * The evaluation prompts: drawn from the caption grammar with their own seed (not the training seed), in the
@@ -120,8 +114,9 @@ export function evalCases(count = 48, seed = 4242): EvalCase[] {
   const r = uniform(seed);
   return Array.from({ length: count }, (_, i) => {
     const scene = randomScene(r);
-    const { text, sizeNamed, positionNamed } = describe(scene, r);
-    return { prompt: text, scene, seed: 1000 + i, sizeNamed, positionNamed };
+    const prompt = caption(scene, r);
+    const sizeNamed = /\b(small|little|tiny|large|big|huge)\b/.test(prompt);
+    return { prompt, scene, seed: 1000 + i, sizeNamed };
   });
 }
 
@@ -129,7 +124,6 @@ export interface Score {
   readonly n: number;
   readonly background: number;
   readonly colour: number;
-  /** Only over prompts that name a position. */
   readonly position: number;
   readonly shape: number;
   /** Only over prompts that name a size. */
@@ -139,13 +133,13 @@ export interface Score {
 export function score(cases: readonly EvalCase[], analyses: readonly Analysis[]): Score {
   const frac = (ok: (c: EvalCase, a: Analysis) => boolean, which = cases.map((_, i) => i)) =>
     which.length ? which.filter((i) => ok(cases[i]!, analyses[i]!)).length / which.length : 1;
-  const where = (named: (c: EvalCase) => boolean) => cases.map((c, i) => (named(c) ? i : -1)).filter((i) => i >= 0);
+  const named = cases.map((c, i) => (c.sizeNamed ? i : -1)).filter((i) => i >= 0);
   return {
     n: cases.length,
     background: frac((c, a) => a.background === c.scene.background),
     colour: frac((c, a) => a.colour === c.scene.colour),
-    position: frac((c, a) => a.position === c.scene.position, where((c) => c.positionNamed)),
+    position: frac((c, a) => a.position === c.scene.position),
     shape: frac((c, a) => a.shape === c.scene.shape),
-    size: frac((c, a) => a.size === c.scene.size, where((c) => c.sizeNamed)),
+    size: frac((c, a) => a.size === c.scene.size, named),
   };
 }

@@ -97,20 +97,16 @@ const POSITION_WORDS: Record<Position, readonly string[]> = {
 const BACKGROUND_WORDS = ['on a {bg} background', '{bg} background', 'against a {bg} background', 'on {bg}'];
 const withArticle = (phrase: string) => phrase.replace(/\ba ([aeiou])/g, 'an $1');
 
-/** A caption and which optional attributes it names. */
-export interface Caption { readonly text: string; readonly sizeNamed: boolean; readonly positionNamed: boolean }
-
 /**
  * A caption for a scene, drawn from the grammar: paraphrases of each attribute and several word orders.
- * With `omit`, the size or the position may be left out (a quarter of the time each): a caption that leaves
- * one out describes scenes with any value of it, so the model learns that an unnamed position means "anywhere",
- * which is what lets image-to-image keep the input's placement when the prompt does not name one.
+ * With `omit`, the size may be left out (either size fits), and a centred shape's position may be left out
+ * (a shape named without a position is drawn in the centre).
  */
-export function describe(s: Scene, r: () => number, omit = true): Caption {
+export function caption(s: Scene, r: () => number, omit = true): string {
   const sizeWord = omit && r() < 0.25 ? '' : `${pick(r, SIZE_WORDS[s.size])} `;
   const thing = `${sizeWord}${s.colour} ${pick(r, SHAPE_WORDS[s.shape])}`;
   const article = /^[aeiou]/.test(thing) ? 'an' : 'a';
-  const where = omit && r() < 0.25 ? '' : pick(r, POSITION_WORDS[s.position]);
+  const where = s.position === 'centre' && omit && r() < 0.5 ? '' : pick(r, POSITION_WORDS[s.position]);
   const bg = pick(r, BACKGROUND_WORDS).replace('{bg}', s.background);
   const subject = where ? `${article} ${thing} ${where}` : `${article} ${thing}`;
   const onBg = bg.startsWith('on ') || bg.startsWith('against ');
@@ -121,12 +117,7 @@ export function describe(s: Scene, r: () => number, omit = true): Caption {
     case 2: text = where ? `${where}, ${article} ${thing}, ${bg}` : `${subject} ${onBg ? bg : `on a ${bg}`}`; break;
     default: text = `${subject} ${onBg ? bg : `with a ${bg}`}`;
   }
-  return { text: withArticle(text), sizeNamed: sizeWord !== '', positionNamed: where !== '' };
-}
-
-/** The caption's text alone (see `describe`). */
-export function caption(s: Scene, r: () => number, omit = true): string {
-  return describe(s, r, omit).text;
+  return withArticle(text);
 }
 
 /** A random scene from a seeded stream. */
