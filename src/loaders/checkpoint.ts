@@ -131,6 +131,7 @@ function openSingleFile(file: string, opts: OpenOptions): OpenedCheckpoint {
         label: file,
         mmdit: parts.mmdit!, vae: parts.vae!, clipL: parts.clipL!, clipG: parts.clipG!,
         ...vaeGroupsOf(main),
+        ...samplingOf(main),
         clipLConfig: sd3SlotConfig(parts.clipL!, 'clipL'),
         clipGConfig: sd3SlotConfig(parts.clipG!, 'clipG'),
         t5: opts.t5 ? requireT5(parts.t5, file) : undefined,
@@ -148,7 +149,7 @@ function openSingleFile(file: string, opts: OpenOptions): OpenedCheckpoint {
 
 /**
  * The VAE's GroupNorm groups recorded in the file's metadata ("vae.groups"), which SD3 Medium's files do not
- * carry (their VAE has the reference's 32); the built-in demo checkpoint records its 8.
+ * carry (their VAE has the reference's 32); the built-in demo checkpoint records its 4.
  */
 function vaeGroupsOf(file: SafetensorsFile): { vaeGroups?: number } {
   const raw = file.metadata['vae.groups'];
@@ -156,6 +157,29 @@ function vaeGroupsOf(file: SafetensorsFile): { vaeGroups?: number } {
   const n = Number(raw);
   if (!Number.isInteger(n) || n < 1) throw new SD3Error(`${file.path}: metadata "vae.groups" must be a positive integer, got ${JSON.stringify(raw)}`);
   return { vaeGroups: n };
+}
+
+/**
+ * Sampling defaults a checkpoint states for itself in its metadata ("sampling.guidance_scale",
+ * "sampling.num_steps"): the built-in demo checkpoint records the guidance its scores were measured best at.
+ * SD3's and SD3.5's files carry none (their defaults come from the variant, model-defaults.ts).
+ */
+function samplingOf(file: SafetensorsFile): { sampling?: { guidanceScale?: number; numSteps?: number } } {
+  const g = file.metadata['sampling.guidance_scale'];
+  const n = file.metadata['sampling.num_steps'];
+  if (g === undefined && n === undefined) return {};
+  const sampling: { guidanceScale?: number; numSteps?: number } = {};
+  if (g !== undefined) {
+    const v = Number(g);
+    if (!Number.isFinite(v) || v < 0) throw new SD3Error(`${file.path}: metadata "sampling.guidance_scale" must be a number >= 0, got ${JSON.stringify(g)}`);
+    sampling.guidanceScale = v;
+  }
+  if (n !== undefined) {
+    const v = Number(n);
+    if (!Number.isInteger(v) || v < 1) throw new SD3Error(`${file.path}: metadata "sampling.num_steps" must be a positive integer, got ${JSON.stringify(n)}`);
+    sampling.numSteps = v;
+  }
+  return { sampling };
 }
 
 function requireT5(s: SafetensorsStore | undefined, where: string): SafetensorsStore {

@@ -38,8 +38,10 @@ export interface SD3Weights {
   readonly clipLConfig?: Partial<CLIPTextConfig>;
   readonly clipGConfig?: Partial<CLIPTextConfig>;
   readonly t5Config?: Partial<T5Config>;
-  /** The VAE's GroupNorm groups when not SD3's 32 (the demo checkpoint's metadata says 8). */
+  /** The VAE's GroupNorm groups when not SD3's 32 (the demo checkpoint's metadata says 4). */
   readonly vaeGroups?: number;
+  /** Sampling defaults the checkpoint states for itself (its metadata); they win over the variant's. */
+  readonly sampling?: { readonly guidanceScale?: number; readonly numSteps?: number };
   /** Flow-matching shift (3.0 for SD3 Medium). */
   readonly shift: number;
   /** int8 Linear weights for the named Linear layers of a model (cached next to the checkpoint); blocks while it builds (scripts). */
@@ -206,7 +208,13 @@ export class SD3Backbone {
   /** 'sd3_medium', 'sd3.5_medium' or 'sd3.5_large', from the MMDiT's keys. */
   get variant(): string { return mmditVariant(this.mmditConfig); }
   /** Steps, guidance and sampler when a generation names none (per model; Turbo by its name). */
-  get sampling(): SamplingDefaults { return samplingDefaults(this.variant, this.weights.label); }
+  get sampling(): SamplingDefaults {
+    const base = samplingDefaults(this.variant, this.weights.label);
+    const own = this.weights.sampling;
+    if (!own) return base;
+    const stated = [own.guidanceScale !== undefined ? `guidance ${own.guidanceScale}` : '', own.numSteps !== undefined ? `${own.numSteps} steps` : ''].filter(Boolean).join(', ');
+    return { ...base, ...own, source: `the checkpoint's own metadata (${stated}); otherwise ${base.source}` };
+  }
 
   /** The LoRAs applied now (path, scale, formats, modules, ignored keys). */
   get loras(): readonly LoraReport[] { return this.lora?.report() ?? []; }

@@ -25,6 +25,8 @@ export interface ServerContext {
   readonly engine: Engine | undefined;
   readonly queue: JobBackend | undefined;
   readonly state: 'loading' | 'ready' | 'shutting_down' | 'failed';
+  /** The served model's own sampling defaults (steps, guidance), once known; see modeDefaults. */
+  readonly sampling: { readonly numSteps?: number; readonly guidanceScale?: number } | undefined;
   /** Default size of a generated image. */
   readonly defaultSize: { width: number; height: number };
   /** Whether a bearer key is required. */

@@ -37,6 +37,18 @@ export const TASK_DEFAULTS = {
   inpaint: { steps: Inpaint.defaults.numSteps, strength: Inpaint.defaults.strength },
 } as const;
 
+/**
+ * The steps, guidance and strength a request gets for what it leaves out: the model's own sampling defaults
+ * (SD3.5's 40 / 4.5, Turbo's 4 / 1, a checkpoint's metadata) where it has them, else KerasHub's per task.
+ */
+export function modeDefaults(kind: keyof typeof TASK_DEFAULTS, model?: { readonly numSteps?: number; readonly guidanceScale?: number }): { steps: number; cfgScale: number; strength: number } {
+  return {
+    steps: model?.numSteps ?? TASK_DEFAULTS[kind].steps,
+    cfgScale: model?.guidanceScale ?? TextToImage.defaults.guidanceScale,
+    strength: TASK_DEFAULTS[kind].strength,
+  };
+}
+
 function isAbort(e: unknown): boolean {
   return e instanceof AbortError || (e as Error)?.name === 'AbortError';
 }

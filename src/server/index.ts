@@ -40,6 +40,8 @@ export interface ServerOptions extends QueueOptions {
   readonly backend?: JobBackend;
   /** The default image size when no model is given (a front end with no local model). */
   readonly imageShape?: { readonly width: number; readonly height: number };
+  /** Steps and guidance for requests that name none, on a front end without the model (else the model's own). */
+  readonly sampling?: { readonly numSteps?: number; readonly guidanceScale?: number };
   /** The name clients see (default: the checkpoint's). */
   readonly modelName: string;
   readonly port?: number;
@@ -138,6 +140,7 @@ export async function startServer(opts: ServerOptions): Promise<ServerHandle> {
     get queue() { return queue; },
     get state() { return state; },
     get defaultSize() { return defaultSize; },
+    get sampling() { return engine?.model.backbone.sampling ?? opts.sampling; },
     auth: opts.apiKey !== undefined,
     ready() {
       if (state === 'ready' && queue) return { engine, queue };

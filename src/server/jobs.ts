@@ -17,7 +17,7 @@
  */
 import type * as http from 'node:http';
 import { type Route, type ServerContext, awaitJob, jobError } from './context.js';
-import { TASK_DEFAULTS } from './engine.js';
+import { TASK_DEFAULTS, modeDefaults } from './engine.js';
 import { RequestError, fieldError } from './errors.js';
 import { featureFields } from './features.js';
 import { EventStream, KiB, MiB, readJSON, sendJSON } from './http.js';
@@ -55,13 +55,19 @@ export function nativeSpec(body: Record<string, unknown>, ctx: ServerContext): J
     ...features, negativePrompt,
     width: sideField(b, 'width', limits.maxWidth) ?? fallback.width,
     height: sideField(b, 'height', limits.maxHeight) ?? fallback.height,
-    steps: numberField(b, 'steps', { int: true, min: 1, max: limits.maxSteps }) ?? TASK_DEFAULTS[kind].steps,
-    cfgScale: numberField(b, 'cfg_scale', { min: 0, max: 30 }) ?? 7,
+    steps: numberField(b, 'steps', { int: true, min: 1, max: limits.maxSteps }) ?? modeDefaults(kind, ctx.sampling).steps,
+    cfgScale: numberField(b, 'cfg_scale', { min: 0, max: 30 }) ?? modeDefaults(kind, ctx.sampling).cfgScale,
     seed: seedField(b),
     batch: numberField(b, 'batch_size', { int: true, min: 1, max: limits.maxBatch }) ?? 1,
     ...(image ? { image, strength: strength ?? TASK_DEFAULTS[kind].strength } : {}),
     ...(mask ? { mask } : {}),
   };
+}
+
+/** A mode's defaults as /api/config shows them. */
+function apiDefaults(kind: keyof typeof TASK_DEFAULTS, ctx: ServerContext): { steps: number; cfg_scale: number; strength: number } {
+  const d = modeDefaults(kind, ctx.sampling);
+  return { steps: d.steps, cfg_scale: d.cfgScale, strength: d.strength };
 }
 
 /** The job as the API shows it. */
@@ -125,8 +131,8 @@ export const nativeRoutes: Route[] = [
       sendJSON(res, 200, {
         model: ctx.modelName, status: ctx.state, width: ctx.defaultSize.width, height: ctx.defaultSize.height, auth: ctx.auth,
         limits: { max_steps: l.maxSteps, max_batch: l.maxBatch, max_width: l.maxWidth, max_height: l.maxHeight, max_prompt_chars: l.maxPromptChars, max_queue: ctx.queue?.maxQueue ?? 0 },
-        defaults: { steps: TASK_DEFAULTS['text-to-image'].steps, cfg_scale: 7, strength: TASK_DEFAULTS['image-to-image'].strength },
-        defaults_by_mode: Object.fromEntries(Object.entries(TASK_DEFAULTS).map(([k, d]) => [k, { steps: d.steps, cfg_scale: 7, strength: d.strength }])),
+        defaults: { ...apiDefaults('text-to-image', ctx), strength: TASK_DEFAULTS['image-to-image'].strength },
+        defaults_by_mode: Object.fromEntries((Object.keys(TASK_DEFAULTS) as (keyof typeof TASK_DEFAULTS)[]).map((k) => [k, apiDefaults(k, ctx)])),
       });
     },
   },

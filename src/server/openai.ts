@@ -21,7 +21,7 @@ import type * as http from 'node:http';
 import jpeg from 'jpeg-js';
 import { PNG } from 'pngjs';
 import { type Route, type ServerContext, awaitJob, jobError } from './context.js';
-import { TASK_DEFAULTS, stepsRun } from './engine.js';
+import { TASK_DEFAULTS, modeDefaults, stepsRun } from './engine.js';
 import { RequestError, fieldError } from './errors.js';
 import { featureFields } from './features.js';
 import { EventStream, MiB, mediaType, readJSON, readMultipart, sendJSON } from './http.js';
@@ -77,7 +77,7 @@ function commonSpec(b: Record<string, unknown>, ctx: ServerContext): Omit<JobSpe
     ...features, negativePrompt,
     ...(size ? { size } : {}),
     ...(steps !== undefined ? { steps } : {}),
-    cfgScale: numberField(b, 'cfg_scale', { min: 0, max: 30 }) ?? 7,
+    cfgScale: numberField(b, 'cfg_scale', { min: 0, max: 30 }) ?? modeDefaults('text-to-image', ctx.sampling).cfgScale,
     seed: seedField(b),
     batch: numberField(b, 'n', { int: true, min: 1, max: Math.min(10, limits.maxBatch) }) ?? 1,
   };
@@ -185,7 +185,7 @@ export const openaiRoutes: Route[] = [
       const b = await readJSON(req, 1 * MiB);
       const reply = replyFields(b);
       const c = commonSpec(b, ctx);
-      const spec = { ...c, ...(c.size ?? ctx.defaultSize), steps: c.steps ?? TASK_DEFAULTS['text-to-image'].steps };
+      const spec = { ...c, ...(c.size ?? ctx.defaultSize), steps: c.steps ?? modeDefaults('text-to-image', ctx.sampling).steps };
       const job = await queue.submit(spec, partialsFor(spec, reply));
       await respond(job, queue, reply, 'image_generation', req, res, ctx);
     },
@@ -210,7 +210,7 @@ export const openaiRoutes: Route[] = [
       const strength = numberField(b, 'strength', { min: 0, max: 1 }) ?? TASK_DEFAULTS[kind].strength;
       const spec = {
         ...c, ...(c.size ?? fitSize(image, ctx.limits.maxWidth, ctx.limits.maxHeight)),
-        steps: c.steps ?? TASK_DEFAULTS[kind].steps, image, strength, ...(mask ? { mask } : {}),
+        steps: c.steps ?? modeDefaults(kind, ctx.sampling).steps, image, strength, ...(mask ? { mask } : {}),
       };
       const job = await queue.submit(spec, partialsFor(spec, reply));
       await respond(job, queue, reply, 'image_edit', req, res, ctx);

@@ -23,7 +23,7 @@ import { VERSION } from '../pipelines/task.js';
 import { A1111_TEXT_OPTIONS } from '../pipelines/text-windows.js';
 import type { SamplerName } from '../sampler/steppers.js';
 import { type Route, type ServerContext, awaitJob, jobError } from './context.js';
-import { TASK_DEFAULTS } from './engine.js';
+import { modeDefaults } from './engine.js';
 import { RequestError, fieldError } from './errors.js';
 import { featureFields, listLoras } from './features.js';
 import { KiB, MiB, readJSON, sendJSON } from './http.js';
@@ -132,8 +132,8 @@ function specOf(b: Record<string, unknown>, ctx: ServerContext, img2img: boolean
     ...features, negativePrompt,
     width: sideField(b, 'width', limits.maxWidth) ?? ctx.defaultSize.width,
     height: sideField(b, 'height', limits.maxHeight) ?? ctx.defaultSize.height,
-    steps: numberField(b, 'steps', { int: true, min: 1, max: limits.maxSteps }) ?? TASK_DEFAULTS[kind].steps,
-    cfgScale: numberField(b, 'cfg_scale', { min: 0, max: 30 }) ?? 7,
+    steps: numberField(b, 'steps', { int: true, min: 1, max: limits.maxSteps }) ?? modeDefaults(kind, ctx.sampling).steps,
+    cfgScale: numberField(b, 'cfg_scale', { min: 0, max: 30 }) ?? modeDefaults(kind, ctx.sampling).cfgScale,
     seed: seedField(b),
     batch,
     ...(image ? { image, strength: strength! } : {}),
