@@ -5,7 +5,7 @@
  * and mean absolute), and with the demo model its evaluation scores (scripts/demo-model/evaluate.ts).
  *
  *   npm run bench:step-cache -- [--model demo | <checkpoint>] [--count 48] [--thresholds 0.05,0.1,0.2]
- *     [--steps 28] [--guidance 7] [--sampler euler|dpmpp_2m] [--size 64] [--batch 1] [--threads N] [--int8] [--json]
+ *     [--steps 28] [--guidance G (default: the model's own)] [--sampler euler|dpmpp_2m] [--size 64] [--batch 1] [--threads N] [--int8] [--json]
  *
  * Images are generated --batch at a time (default 1, as one user asks for one image: the cache decides per
  * model call, so a batch shares its decisions). The configurations take turns on each batch, so that a change
@@ -27,7 +27,7 @@ const { values: v } = parseArgs({
     count: { type: 'string', default: '48' },
     thresholds: { type: 'string', default: '0.05,0.1,0.2' },
     steps: { type: 'string', default: '28' },
-    guidance: { type: 'string', default: '7' },
+    guidance: { type: 'string' },
     sampler: { type: 'string', default: 'euler' },
     size: { type: 'string' },
     batch: { type: 'string', default: '1' },
@@ -44,8 +44,8 @@ const num = (k: string, s: string, ok: (n: number) => boolean, expected: string)
 const int1 = (n: number) => Number.isInteger(n) && n >= 1;
 const count = num('count', v.count!, int1, 'an integer >= 1');
 const steps = num('steps', v.steps!, int1, 'an integer >= 1');
-const guidance = num('guidance', v.guidance!, Number.isFinite, 'a number');
 const batch = num('batch', v.batch!, int1, 'an integer >= 1');
+const givenGuidance = v.guidance !== undefined ? num('guidance', v.guidance, Number.isFinite, 'a number') : undefined;
 const thresholds = v.thresholds!.split(',').map((s) => num('thresholds', s, (n) => n > 0 && n <= 1, 'thresholds in (0, 1], separated by commas'));
 const sampler = checkSampler(v.sampler, '--sampler');
 const demo = v.model === 'demo';
@@ -58,6 +58,7 @@ const loaded = await loadPreset(v.model!, {
   ...(v.int8 ? { dtype: 'int8' as const } : {}),
 });
 const t2i = new TextToImage(loaded.backbone, loaded.preprocessor, loaded.imageShape);
+const guidance = givenGuidance ?? loaded.backbone.sampling.guidanceScale ?? TextToImage.defaults.guidanceScale;
 
 interface Row {
   readonly threshold: number | null;
