@@ -1,7 +1,7 @@
 /** `sd3 serve`: starts the image server (src/server) on one model and runs until Ctrl-C. */
 import { parseArgs } from 'node:util';
 import { createProgressBar } from '../hub/index.js';
-import { defaultImageShape, loadPreset } from '../presets/index.js';
+import { defaultImageShape, loadPreset, presetSamplingDefaults } from '../presets/index.js';
 import { RedisJobQueue } from '../cluster/redis-queue.js';
 import { startServer } from '../server/index.js';
 import type { LoadedModel } from '../server/engine.js';
@@ -114,6 +114,8 @@ export async function runServe(argv: string[], signal: AbortSignal): Promise<num
       ...(numbers.keepSeconds !== undefined ? { keepSeconds: numbers.keepSeconds } : {}),
     }) } : {}),
     imageShape,
+    // a front end without the model still gives requests the model's own defaults (SD3.5's 40 / 4.5, Turbo's 4 / 1)
+    ...(!localModel ? { sampling: frontEndSampling(model) } : {}),
     modelName: model,
     ...(loraDir !== undefined ? { loraDir } : {}),
     ...(longPrompts !== undefined ? { longPrompts: longPrompts as LongPrompts } : {}),
@@ -155,4 +157,12 @@ export async function loadServedModel(model: string, imageShape: { width: number
   const loaded = await loadPreset(model, { imageShape, ...runtime, signal, ...(process.stderr.isTTY ? { onProgress: createProgressBar() } : {}) });
   await loaded.backbone.loadAll(signal);
   return { name: model, ...loaded };
+}
+
+/** The sampling defaults a front end without the model gives requests: the model's when readable here. */
+function frontEndSampling(model: string): { numSteps?: number; guidanceScale?: number } {
+  const d = presetSamplingDefaults(model);
+  if (d) return { ...(d.numSteps !== undefined ? { numSteps: d.numSteps } : {}), ...(d.guidanceScale !== undefined ? { guidanceScale: d.guidanceScale } : {}) };
+  process.stderr.write(`sd3 serve: note: ${model} is not readable here, so requests that name no steps or guidance get KerasHub's defaults (28 or 50 steps, guidance 7)\n`);
+  return {};
 }

@@ -17,6 +17,7 @@ import { componentsIn } from '../formats/single-file.js';
 import { type DownloadProgress, downloadSD3 } from '../hub/index.js';
 import { openCheckpoint } from '../loaders/checkpoint.js';
 import { type BackboneOptions, SD3Backbone } from '../pipelines/backbone.js';
+import { type SamplingDefaults, samplingDefaults } from '../pipelines/model-defaults.js';
 import type { SD3Preprocessor } from '../pipelines/preprocessor.js';
 import type { ImageShape } from '../pipelines/task.js';
 import { MODEL_PRESETS, type ModelPresetName, SD35_TEXT_ENCODERS } from './models.js';
@@ -63,6 +64,24 @@ export function defaultImageShape(preset: string, image?: { readonly width: numb
   const scale = Math.min(1, max / image.width, max / image.height);
   const side = (n: number) => Math.min(max, Math.max(16, Math.round((n * scale) / 16) * 16));
   return { width: side(image.width), height: side(image.height) };
+}
+
+/**
+ * A preset's sampling defaults (steps, guidance) without loading it, for a server front end whose workers hold
+ * the model: the built-in names from their tables, the demo and a local file from the file's header (keys and
+ * metadata). Undefined for a hub id or folder not read here (the caller's generic defaults apply).
+ */
+export function presetSamplingDefaults(preset: string): SamplingDefaults | undefined {
+  if (preset === 'tiny-random') return samplingDefaults('sd3_medium', preset);
+  if (preset in MODEL_PRESETS) return samplingDefaults(MODEL_PRESETS[preset as ModelPresetName].variant, preset);
+  const file = preset === 'demo' ? demoCheckpointPath() : preset;
+  if (!file.endsWith('.safetensors') || !fs.existsSync(file) || !fs.statSync(file).isFile()) return undefined;
+  const { weights } = openCheckpoint(file, { t5: false });
+  try {
+    return new SD3Backbone(weights, { device: 'cpu' }).sampling;
+  } finally {
+    weights.close?.();
+  }
 }
 
 function shapeOf(s: PresetOptions['imageShape'], preset: string): ImageShape {
