@@ -114,8 +114,8 @@ export async function runServe(argv: string[], signal: AbortSignal): Promise<num
       ...(numbers.keepSeconds !== undefined ? { keepSeconds: numbers.keepSeconds } : {}),
     }) } : {}),
     imageShape,
-    // a front end without the model still gives requests the model's own defaults (SD3.5's 40 / 4.5, Turbo's 4 / 1)
-    ...(!localModel ? { sampling: frontEndSampling(model) } : {}),
+    // the model's own defaults (SD3.5's 40 / 4.5, Turbo's 4 / 1) before it has loaded, and on a front end without it
+    sampling: localModel ? quietSampling(model) : frontEndSampling(model),
     modelName: model,
     ...(loraDir !== undefined ? { loraDir } : {}),
     ...(longPrompts !== undefined ? { longPrompts: longPrompts as LongPrompts } : {}),
@@ -165,4 +165,14 @@ function frontEndSampling(model: string): { numSteps?: number; guidanceScale?: n
   if (d) return { ...(d.numSteps !== undefined ? { numSteps: d.numSteps } : {}), ...(d.guidanceScale !== undefined ? { guidanceScale: d.guidanceScale } : {}) };
   process.stderr.write(`sd3 serve: note: ${model} is not readable here, so requests that name no steps or guidance get KerasHub's defaults (28 or 50 steps, guidance 7)\n`);
   return {};
+}
+
+/** The same for a server that loads the model itself (its load reports a bad file; the model's own win once loaded). */
+function quietSampling(model: string): { numSteps?: number; guidanceScale?: number } {
+  try {
+    const d = presetSamplingDefaults(model);
+    return { ...(d?.numSteps !== undefined ? { numSteps: d.numSteps } : {}), ...(d?.guidanceScale !== undefined ? { guidanceScale: d.guidanceScale } : {}) };
+  } catch {
+    return {};
+  }
 }
