@@ -159,10 +159,15 @@ export async function loadServedModel(model: string, imageShape: { width: number
   return { name: model, ...loaded };
 }
 
+/** The steps and guidance of a model's sampling defaults, as the server takes them. */
+function stepsAndGuidance(d: { numSteps?: number; guidanceScale?: number } | undefined): { numSteps?: number; guidanceScale?: number } {
+  return { ...(d?.numSteps !== undefined ? { numSteps: d.numSteps } : {}), ...(d?.guidanceScale !== undefined ? { guidanceScale: d.guidanceScale } : {}) };
+}
+
 /** The sampling defaults a front end without the model gives requests: the model's when readable here. */
 function frontEndSampling(model: string): { numSteps?: number; guidanceScale?: number } {
   const d = presetSamplingDefaults(model);
-  if (d) return { ...(d.numSteps !== undefined ? { numSteps: d.numSteps } : {}), ...(d.guidanceScale !== undefined ? { guidanceScale: d.guidanceScale } : {}) };
+  if (d) return stepsAndGuidance(d);
   process.stderr.write(`sd3 serve: note: ${model} is not readable here, so requests that name no steps or guidance get KerasHub's defaults (28 or 50 steps, guidance 7)\n`);
   return {};
 }
@@ -170,8 +175,7 @@ function frontEndSampling(model: string): { numSteps?: number; guidanceScale?: n
 /** The same for a server that loads the model itself (its load reports a bad file; the model's own win once loaded). */
 function quietSampling(model: string): { numSteps?: number; guidanceScale?: number } {
   try {
-    const d = presetSamplingDefaults(model);
-    return { ...(d?.numSteps !== undefined ? { numSteps: d.numSteps } : {}), ...(d?.guidanceScale !== undefined ? { guidanceScale: d.guidanceScale } : {}) };
+    return stepsAndGuidance(presetSamplingDefaults(model));
   } catch {
     return {};
   }
