@@ -3,7 +3,8 @@
     /usr/bin/python3 scripts/demo-model/train.py DATA_DIR WORK_DIR [--mmdit-steps N] [--threads N]
 
 DATA_DIR is what dump-data.ts wrote (scene attributes and captions tokenized by our TypeScript tokenizer).
-WORK_DIR receives vae.pt, latents.pt, mmdit.pt (with EMA weights), log.json. Seeds are fixed (torch 16,
+WORK_DIR receives vae.pt, latents.pt, decoder.pt and decoder2.pt (the two decoder passes), mmdit.pt (with EMA
+weights), log.json (log.json.decoder / .decoder2 from a run of only those stages). Seeds are fixed (torch 16,
 numpy 16); everything runs on the CPU, on one thread by default (--threads). A stage whose output exists is skipped.
 """
 import argparse
