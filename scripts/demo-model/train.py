@@ -101,6 +101,28 @@ DECODER_PHASES = [(3000, 16, 4), (500, 16, 8)]
 DECODER_FOREGROUND = 8.0  # extra pixel-loss weight where the scene differs from its background
 
 
+def decoder_batch(idx, g, images, lat_mean, lat_std, fg_pixels):
+    """A posterior sample of the scenes idx in the decoder's input space, their pixels and pixel-loss weights."""
+    z = lat_mean[idx] + lat_std[idx] * torch.randn(lat_mean[idx].shape, generator=g)
+    z = z / LATENT_SCALE + LATENT_SHIFT          # model space -> the decoder's input
+    x = images[idx].float() / 127.5 - 1
+    w = 1 + DECODER_FOREGROUND * fg_pixels[idx]
+    return z, x, w
+
+
+def decoder_update(dec, opt, z, x, w):
+    """One optimiser step of the decoder: foreground-weighted L1 + MSE and the edge term; returns the pixel loss."""
+    rec = dec(z)
+    err = (rec - x)
+    recon = ((err.abs() + err.pow(2)) * w).mean() / w.mean()
+    edges = ((rec.diff(dim=-1) - x.diff(dim=-1)).abs().mean() + (rec.diff(dim=-2) - x.diff(dim=-2)).abs().mean())
+    loss = recon + EDGE_WEIGHT * edges
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return recon
+
+
 def finetune_decoder(vae, images, lat_mean, lat_std, fg_pixels, out, logs):
     """Trains vae.decoder alone on posterior samples of the frozen encoder (what the MMDiT learns to produce)."""
     steps = sum(p[0] for p in DECODER_PHASES)
@@ -116,23 +138,13 @@ def finetune_decoder(vae, images, lat_mean, lat_std, fg_pixels, out, logs):
             pg['lr'] = lr
         bs, crop = plan[step]
         idx = torch.randint(0, images.shape[0], (bs,), generator=g)
-        z = lat_mean[idx] + lat_std[idx] * torch.randn(lat_mean[idx].shape, generator=g)
-        z = z / LATENT_SCALE + LATENT_SHIFT          # model space -> the decoder's input
-        x = images[idx].float() / 127.5 - 1
-        w = 1 + DECODER_FOREGROUND * fg_pixels[idx]
+        z, x, w = decoder_batch(idx, g, images, lat_mean, lat_std, fg_pixels)
         if crop < z.shape[-1]:
             oy, ox = (int(v) for v in torch.randint(0, z.shape[-1] - crop + 1, (2,), generator=g))
             z = z[:, :, oy:oy + crop, ox:ox + crop]
             x = x[:, :, 8 * oy:8 * (oy + crop), 8 * ox:8 * (ox + crop)]
             w = w[:, :, 8 * oy:8 * (oy + crop), 8 * ox:8 * (ox + crop)]
-        rec = dec(z)
-        err = (rec - x)
-        recon = ((err.abs() + err.pow(2)) * w).mean() / w.mean()
-        edges = ((rec.diff(dim=-1) - x.diff(dim=-1)).abs().mean() + (rec.diff(dim=-2) - x.diff(dim=-2)).abs().mean())
-        loss = recon + EDGE_WEIGHT * edges
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        recon = decoder_update(dec, opt, z, x, w)
         logs['decoder'].append([step, float(recon)])
         if step % 50 == 0 or step == steps - 1:
             log(f'decoder {step}/{steps} ({8 * crop}x{8 * crop}, batch {bs}) recon {float(recon):.4f} ({time.time() - t0:.0f} s)')
@@ -165,18 +177,7 @@ def finetune_decoder_again(vae, images, lat_mean, lat_std, fg_pixels, small, out
         ns = int(round(bs * DECODER2_SMALL))
         idx = torch.cat([small_idx[torch.randint(0, small_idx.numel(), (ns,), generator=g)],
                          large_idx[torch.randint(0, large_idx.numel(), (bs - ns,), generator=g)]])
-        z = lat_mean[idx] + lat_std[idx] * torch.randn(lat_mean[idx].shape, generator=g)
-        z = z / LATENT_SCALE + LATENT_SHIFT
-        x = images[idx].float() / 127.5 - 1
-        w = 1 + DECODER_FOREGROUND * fg_pixels[idx]
-        rec = dec(z)
-        err = (rec - x)
-        recon = ((err.abs() + err.pow(2)) * w).mean() / w.mean()
-        edges = ((rec.diff(dim=-1) - x.diff(dim=-1)).abs().mean() + (rec.diff(dim=-2) - x.diff(dim=-2)).abs().mean())
-        loss = recon + EDGE_WEIGHT * edges
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        recon = decoder_update(dec, opt, *decoder_batch(idx, g, images, lat_mean, lat_std, fg_pixels))
         logs['decoder2'].append([step, float(recon)])
         if step % 50 == 0 or step == steps - 1:
             log(f'decoder2 {step}/{steps} (batch {bs}, {ns} small) recon {float(recon):.4f} ({time.time() - t0:.0f} s)')

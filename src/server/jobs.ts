@@ -47,6 +47,7 @@ export function nativeSpec(body: Record<string, unknown>, ctx: ServerContext): J
     mask = maskImage(m.image.width, m.image.height, (i) => luminance(m.image, i) >= 128);
   }
   const kind = mask ? 'inpaint' : image ? 'image-to-image' : 'text-to-image';
+  const defaults = modeDefaults(kind, ctx.sampling);
   const fallback = image ? fitSize(image, limits.maxWidth, limits.maxHeight) : ctx.defaultSize;
   const strength = numberField(b, 'strength', { min: 0, max: 1 });
   if (strength !== undefined && !image) throw fieldError('strength', 'strength applies to image-to-image and inpainting only (send image too)');
@@ -55,8 +56,8 @@ export function nativeSpec(body: Record<string, unknown>, ctx: ServerContext): J
     ...features, negativePrompt,
     width: sideField(b, 'width', limits.maxWidth) ?? fallback.width,
     height: sideField(b, 'height', limits.maxHeight) ?? fallback.height,
-    steps: numberField(b, 'steps', { int: true, min: 1, max: limits.maxSteps }) ?? modeDefaults(kind, ctx.sampling).steps,
-    cfgScale: numberField(b, 'cfg_scale', { min: 0, max: 30 }) ?? modeDefaults(kind, ctx.sampling).cfgScale,
+    steps: numberField(b, 'steps', { int: true, min: 1, max: limits.maxSteps }) ?? defaults.steps,
+    cfgScale: numberField(b, 'cfg_scale', { min: 0, max: 30 }) ?? defaults.cfgScale,
     seed: seedField(b),
     batch: numberField(b, 'batch_size', { int: true, min: 1, max: limits.maxBatch }) ?? 1,
     ...(image ? { image, strength: strength ?? TASK_DEFAULTS[kind].strength } : {}),

@@ -128,12 +128,13 @@ function specOf(b: Record<string, unknown>, ctx: ServerContext, img2img: boolean
     }
   }
   const kind = mask ? 'inpaint' : image ? 'image-to-image' : 'text-to-image';
+  const defaults = modeDefaults(kind, ctx.sampling);
   return {
     ...features, negativePrompt,
     width: sideField(b, 'width', limits.maxWidth) ?? ctx.defaultSize.width,
     height: sideField(b, 'height', limits.maxHeight) ?? ctx.defaultSize.height,
-    steps: numberField(b, 'steps', { int: true, min: 1, max: limits.maxSteps }) ?? modeDefaults(kind, ctx.sampling).steps,
-    cfgScale: numberField(b, 'cfg_scale', { min: 0, max: 30 }) ?? modeDefaults(kind, ctx.sampling).cfgScale,
+    steps: numberField(b, 'steps', { int: true, min: 1, max: limits.maxSteps }) ?? defaults.steps,
+    cfgScale: numberField(b, 'cfg_scale', { min: 0, max: 30 }) ?? defaults.cfgScale,
     seed: seedField(b),
     batch,
     ...(image ? { image, strength: strength! } : {}),
