@@ -57,18 +57,20 @@ export const MODEL_FLAGS = {
   threads: { type: 'string' },
   device: { type: 'string' },
   int8: { type: 'boolean' },
+  'vae-int8': { type: 'boolean' },
   fp16: { type: 'boolean' },
 } as const;
 
 /**
- * --threads, --device, --int8 and --fp16 as backbone options (shared by generate, serve and worker). --fp16 runs
- * on the GPU: without --device it means --device webgpu.
+ * --threads, --device, --int8, --vae-int8 and --fp16 as backbone options (shared by generate, serve and worker).
+ * --fp16 runs on the GPU: without --device it means --device webgpu.
  */
-export function runtimeArgs(v: { threads?: string; device?: string; int8?: boolean; fp16?: boolean }): Pick<BackboneOptions, 'threads' | 'device' | 'dtype'> {
+export function runtimeArgs(v: { threads?: string; device?: string; int8?: boolean; 'vae-int8'?: boolean; fp16?: boolean }): Pick<BackboneOptions, 'threads' | 'device' | 'dtype' | 'vaeDtype'> {
   const threads = intArg('threads', v.threads, 1);
   let device = v.device !== undefined ? deviceArg(v.device) : undefined;
   if (device === 'webgpu' && v.int8) throw new UsageError('--int8 runs on the CPU only; drop it or use --device cpu');
   if (v.int8 && v.fp16) throw new UsageError('--int8 (CPU) and --fp16 (GPU) exclude each other; choose one');
+  if (v['vae-int8'] && (v.fp16 || device === 'webgpu')) throw new UsageError('--vae-int8 runs on the CPU only; drop it or use --device cpu without --fp16');
   if (v.fp16 && device === 'cpu') throw new UsageError('--fp16 runs on the GPU only (ORT has no CPU float16 kernels for most operators); drop it or use --device webgpu');
   if (v.fp16) device ??= 'webgpu';
   return {
@@ -76,6 +78,7 @@ export function runtimeArgs(v: { threads?: string; device?: string; int8?: boole
     ...(device ? { device } : {}),
     ...(v.int8 ? { dtype: 'int8' as const } : {}),
     ...(v.fp16 ? { dtype: 'float16' as const } : {}),
+    ...(v['vae-int8'] ? { vaeDtype: 'int8' as const } : {}),
   };
 }
 

@@ -41,6 +41,7 @@ const HELP = `Usage: sd3 generate -p PROMPT [options]
       --device cpu|webgpu|auto where to run (default cpu, or $SD3_DEVICE); webgpu: the GPU (with --fp16: float16);
                                auto: the GPU when one is found
       --int8                   int8 Linear weights (faster on CPUs with AMX/VNNI; cached next to the checkpoint)
+      --vae-int8               int8 VAE decoder convolutions (CPU; about 2x faster decodes, not exact)
       --fp16                   float16 MMDiT and VAE on the GPU (implies --device webgpu; needs WebGPU shader-f16)
       --t5                     use T5-XXL when the checkpoint has it (needs much more memory)
       --low-memory             release each model once it is no longer needed

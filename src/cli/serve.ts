@@ -41,6 +41,7 @@ web page, all on one model and one queue. Point clients at it:
       --threads N              CPU threads (default: all cores)
       --device cpu|webgpu|auto where to run (default cpu, or $SD3_DEVICE)
       --int8                   int8 Linear weights (CPU)
+      --vae-int8               int8 VAE decoder convolutions (CPU; faster decodes, not exact)
       --fp16                   float16 MMDiT and VAE on the GPU (implies --device webgpu; needs WebGPU shader-f16)
 
 Scale-out (jobs in Redis with BullMQ, run by "sd3 worker" processes; see sd3 worker --help):

@@ -35,6 +35,7 @@ killed mid-job loses nothing: after --lock-ms another worker takes the job over.
       --threads N              CPU threads (default: all cores)
       --device cpu|webgpu|auto where to run (default cpu, or $SD3_DEVICE)
       --int8                   int8 Linear weights (CPU)
+      --vae-int8               int8 VAE decoder convolutions (CPU; faster decodes, not exact)
       --fp16                   float16 MMDiT and VAE on the GPU (implies --device webgpu; needs WebGPU shader-f16)
   -h, --help`;
 

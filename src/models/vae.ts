@@ -104,6 +104,13 @@ export interface VAEOptions extends RuntimeOptions {
    * output float32), for a GPU with `shader-f16` (see MMDiTLoadOptions.dtype). Default 'float32'.
    */
   readonly dtype?: FloatType;
+  /**
+   * 'int8' runs the decoder's resnet and upsample 3x3 convolutions as int8 products (int8 weights quantized at
+   * load, per-tensor uint8 activations; CPU only, float32 `dtype` only): about 2x faster decodes on CPUs with
+   * VNNI or AMX, not exact (BENCHMARKS.md "int8 VAE decode"). Default 'float32', the exact decoder. The encoder
+   * is float32 either way.
+   */
+  readonly decoderDtype?: 'float32' | 'int8';
 }
 
 export interface DecodeOptions {
@@ -128,6 +135,15 @@ export class VAE {
   /** Reads the configuration from `store` (VAE names without prefix); sessions are built on first use. */
   static async load(store: WeightStore, opts: VAEOptions = {}): Promise<VAE> {
     checkFloatType(opts.dtype, 'VAE dtype');
+    if (opts.decoderDtype !== undefined && opts.decoderDtype !== 'float32' && opts.decoderDtype !== 'int8') {
+      throw new SD3Error(`VAE decoderDtype must be 'float32' or 'int8', got ${JSON.stringify(opts.decoderDtype)}`);
+    }
+    if (opts.decoderDtype === 'int8' && (opts.dtype ?? 'float32') !== 'float32') {
+      throw new SD3Error(`VAE decoderDtype 'int8' computes around its int8 convolutions in float32; it cannot be combined with dtype '${opts.dtype}'`);
+    }
+    if (opts.decoderDtype === 'int8' && opts.device === 'webgpu') {
+      throw new SD3Error(`VAE decoderDtype 'int8' runs on the CPU only (ORT's int8 matrix multiply), not on device '${opts.device}'`);
+    }
     return new VAE(inferVAEConfig(store, opts.groups === undefined ? {} : { groups: opts.groups }), store, opts);
   }
 
@@ -145,7 +161,8 @@ export class VAE {
     if (!this.config.hasDecoder) throw new SD3Error(`${this.store.label} holds no VAE decoder weights`);
     const z = checkNCHW(latent, 'latent', this.config.zChannels, 1);
     if (opts.tile) checkTileOptions(opts.tile);
-    const session = await this.session('decoder', () => buildVAEDecoder(this.store, this.config, this.dtype));
+    const int8 = this.opts.decoderDtype === 'int8';
+    const session = await this.session('decoder', () => buildVAEDecoder(this.store, this.config, this.dtype, { int8 }));
     const run = async (t: Tensor<'float32'>) => (await session.run({ latent: t })).image as Tensor<'float32'>;
     return opts.tile ? decodeTiled(z, opts.tile, this.config.downsampleFactor, run) : run(z);
   }
@@ -166,7 +183,10 @@ export class VAE {
     return this.sessions.get(part, async () => {
       const model = build();
       const half = this.dtype === 'float16';
-      return Session.create(`VAE ${part}${half ? ' (float16)' : ''}`, model, { ...runtimeOptions(this.opts), ...(half ? { float16: true } : {}) });
+      const int8 = part === 'decoder' && this.opts.decoderDtype === 'int8';
+      // An int8 decoder has only CPU kernels, so 'auto' means the CPU for it.
+      const placed = { ...runtimeOptions(this.opts), ...(int8 ? { device: 'cpu' as const } : {}) };
+      return Session.create(`VAE ${part}${half ? ' (float16)' : int8 ? ' (int8)' : ''}`, model, { ...placed, ...(half ? { float16: true } : {}) });
     });
   }
 }

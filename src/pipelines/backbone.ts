@@ -88,6 +88,12 @@ export interface BackboneOptions {
    * memory and its file weights are 16-bit (SD3.5 Large: 32.6 GB in float32, 16.3 GB resident); off with int8.
    */
   readonly mmditHalfWeights?: boolean;
+  /**
+   * 'int8' decodes with the VAE decoder's 3x3 convolutions as int8 products (VAE `decoderDtype`; CPU only, with
+   * float32 or int8 `dtype`): 2.3x faster at 512² on a 2-core Xeon with AMX, not exact (BENCHMARKS.md "int8 VAE
+   * decode"). Default 'float32', the exact decoder, in every mode.
+   */
+  readonly vaeDtype?: 'float32' | 'int8';
   /** Decode in overlapping tiles of this many latent cells (off by default). */
   readonly vaeTile?: { readonly size: number; readonly overlap: number };
   /**
@@ -202,7 +208,10 @@ export class SD3Backbone {
       this.branches.mmdit = slots ?? new Set();
       return m;
     });
-    this.vae = new Lazy(async () => VAE.load(weights.vae, { ...runtime, ...(weights.vaeGroups !== undefined ? { groups: weights.vaeGroups } : {}), ...(await float16()) }));
+    const vaeInt8 = options.vaeDtype === 'int8' ? { decoderDtype: 'int8' as const } : {};
+    this.vae = new Lazy(async () => VAE.load(weights.vae, {
+      ...runtime, ...(weights.vaeGroups !== undefined ? { groups: weights.vaeGroups } : {}), ...(await float16()), ...vaeInt8,
+    }));
   }
 
   /** 'sd3_medium', 'sd3.5_medium' or 'sd3.5_large', from the MMDiT's keys. */
@@ -372,6 +381,10 @@ function checkBackboneOptions(o: BackboneOptions): void {
   oneOf('dtype', dtype, ['float32', 'int8', 'float16'], dtype === 'bfloat16' ? halfHint : '');
   oneOf('clipDtype', o.clipDtype, ['float32', 'int8']);
   oneOf('t5Dtype', o.t5Dtype, ['float32', 'int8']);
+  oneOf('vaeDtype', o.vaeDtype, ['float32', 'int8']);
+  if (o.vaeDtype === 'int8' && (o.dtype === 'float16' || o.device === 'webgpu')) {
+    throw new SD3Error(`vaeDtype 'int8' runs on the CPU only (ORT's int8 matrix multiply); it cannot be combined with ${o.dtype === 'float16' ? "dtype 'float16'" : "device 'webgpu'"}`);
+  }
   if (o.device !== undefined) parseDevice(o.device, 'device');
   if (o.threads !== undefined && (!Number.isInteger(o.threads) || o.threads < 1)) throw new SD3Error(`threads must be a positive integer, got ${JSON.stringify(o.threads)}`);
   for (const k of ['lowMemory', 'spin', 'mmditHalfWeights'] as const) {
