@@ -29,6 +29,8 @@ export interface RunArgs {
   readonly noDecode: boolean;
   readonly vaeTile?: { readonly size: number; readonly overlap: number };
   readonly int8Clip: boolean;
+  /** Decode with the int8 VAE decoder (vaeDtype 'int8'), and also with the exact one to report the difference. */
+  readonly vaeInt8: boolean;
   /** Profile every session with ORT's profiler and print a table by operator type. */
   readonly profile: boolean;
   /** Where the profile JSON files go (default: a new folder under the OS temp folder). */
@@ -36,7 +38,7 @@ export interface RunArgs {
 }
 
 export const RUN_USAGE = 'usage: npm run bench -- --checkpoint <path.safetensors> [--size 512[,256,WxH]] [--steps 2] [--mode fp32|int8|resident|fp16[,..]] '
-  + '[--threads N] [--device cpu|webgpu|auto] [--no-decode] [--vae-tile N,OVERLAP] [--int8-clip] [--profile [--profile-dir DIR]] [--json]';
+  + '[--threads N] [--device cpu|webgpu|auto] [--no-decode] [--vae-tile N,OVERLAP] [--int8-clip] [--vae-int8] [--profile [--profile-dir DIR]] [--json]';
 
 function positiveInt(text: string, flag: string, min = 1): number {
   const n = Number(text);
@@ -71,6 +73,7 @@ export function parseRunArgs(argv: readonly string[]): RunArgs {
         'no-decode': { type: 'boolean', default: false },
         'vae-tile': { type: 'string' },
         'int8-clip': { type: 'boolean', default: false },
+        'vae-int8': { type: 'boolean', default: false },
         profile: { type: 'boolean', default: false },
         'profile-dir': { type: 'string' },
       },
@@ -101,6 +104,7 @@ export function parseRunArgs(argv: readonly string[]): RunArgs {
     noDecode: values['no-decode'],
     ...(vaeTile ? { vaeTile } : {}),
     int8Clip: values['int8-clip'],
+    vaeInt8: values['vae-int8'],
     profile: values.profile,
     ...(values['profile-dir'] !== undefined ? { profileDir: values['profile-dir'] } : {}),
   };
@@ -114,6 +118,7 @@ export function childRunArgs(a: RunArgs, mode: BenchMode, size: BenchSize): stri
     ...(a.noDecode ? ['--no-decode'] : []),
     ...(a.vaeTile ? ['--vae-tile', `${a.vaeTile.size},${a.vaeTile.overlap}`] : []),
     ...(a.int8Clip ? ['--int8-clip'] : []),
+    ...(a.vaeInt8 ? ['--vae-int8'] : []),
     ...(a.profile ? ['--profile'] : []),
     ...(a.profileDir !== undefined ? ['--profile-dir', a.profileDir] : []),
   ];

@@ -3,7 +3,8 @@
  *
  *   nice -n 10 npm run bench:peers -- --checkpoint /tmp/sd3_random.safetensors --size 256,512 --steps 1
  *
- * - sd3.ts float32 and int8: bench/run.ts (through SD3Backbone), CFG batch 2.
+ * - sd3.ts float32 and int8: bench/run.ts (through SD3Backbone), CFG batch 2; the int8 row decodes with the int8 VAE
+ *   decoder (--vae-int8) and notes its time and difference against the exact decode, which the fp32 row uses.
  * - PyTorch (Debian's python3-torch, /usr/bin/python3 or $TORCH_PYTHON): bench/peers/torch_sd3.py, a minimal MMDiT
  *   and VAE decoder of our own, first checked against the tiny fixtures (test/fixtures/mmdit, vae); float32 and
  *   bfloat16. $TORCH_BLAS_DIR may name a folder holding an optimised libblas.so.3 (e.g. Debian's
@@ -65,10 +66,14 @@ function warm(r: Record<string, unknown>): number | undefined {
 
 function runSd3ts(mode: 'fp32' | 'int8', size: string): Row {
   const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(here, 'run.ts'), '--checkpoint', a.checkpoint, '--size', size,
-    '--steps', String(a.steps), '--mode', mode, '--threads', String(a.threads), '--json'], { encoding: 'utf8', cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
+    '--steps', String(a.steps), '--mode', mode, '--threads', String(a.threads), '--json', ...(mode === 'int8' ? ['--vae-int8'] : [])],
+  { encoding: 'utf8', cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
   const j = lastJson(r.stdout);
   if (!j) return { engine: `sd3.ts ${mode}`, size, note: `failed (exit ${r.status})` };
-  return { engine: `sd3.ts ${mode}`, size, secondsPerStep: warm(j), decodeSeconds: j.decodeSeconds as number, peakRssBytes: j.peakRssBytes as number };
+  const q = j.vaeInt8 as { exactDecodeSeconds: number; relativeRms: number; meanCodeDiff: number; maxCodeDiff: number } | undefined;
+  const note = q ? `int8 VAE decoder (exact decoder ${q.exactDecodeSeconds.toFixed(2)} s; difference relative RMS ${q.relativeRms.toExponential(2)}, `
+    + `8-bit codes mean ${q.meanCodeDiff.toFixed(2)} / max ${q.maxCodeDiff})` : undefined;
+  return { engine: `sd3.ts ${mode}`, size, secondsPerStep: warm(j), decodeSeconds: j.decodeSeconds as number, peakRssBytes: j.peakRssBytes as number, ...(note ? { note } : {}) };
 }
 
 let torchChecked: string | undefined | null = null;
@@ -176,13 +181,12 @@ for (const s of a.sizes) {
 const f = (x: number | undefined, d = 2) => (x === undefined || !Number.isFinite(x) ? '-' : x.toFixed(d));
 const ratio = (x: number | undefined, base: number | undefined) => (x === undefined || base === undefined ? '-' : `${(x / base).toFixed(2)}x`);
 console.log(`\nCPU: ${cpu}\nthreads ${a.threads}, ${a.steps} step(s), guidance 7 (batch 2), ${new Date().toISOString()}\n`);
-console.log('| engine | size | s/step | vs sd3.ts int8 | vs sd3.ts fp32 | VAE decode s | vs sd3.ts decode | peak RSS GB | notes |');
-console.log('|---|---|---|---|---|---|---|---|---|');
+console.log('| engine | size | s/step | vs sd3.ts int8 | vs sd3.ts fp32 | VAE decode s | vs sd3.ts int8 decode | vs sd3.ts exact decode | peak RSS GB | notes |');
+console.log('|---|---|---|---|---|---|---|---|---|---|');
 for (const r of rows) {
   const mine = (mode: string) => rows.find((x) => x.size === r.size && x.engine === `sd3.ts ${mode}`);
-  const decodeBase = mine('fp32')?.decodeSeconds ?? mine('int8')?.decodeSeconds;
   console.log(`| ${r.engine} | ${r.size} | ${f(r.secondsPerStep)} | ${ratio(r.secondsPerStep, mine('int8')?.secondsPerStep)} | ${ratio(r.secondsPerStep, mine('fp32')?.secondsPerStep)} `
-    + `| ${f(r.decodeSeconds)} | ${ratio(r.decodeSeconds, decodeBase)} | ${f(r.peakRssBytes === undefined ? undefined : r.peakRssBytes / 2 ** 30)} | ${r.note ?? ''} |`);
+    + `| ${f(r.decodeSeconds)} | ${ratio(r.decodeSeconds, mine('int8')?.decodeSeconds)} | ${ratio(r.decodeSeconds, mine('fp32')?.decodeSeconds)} | ${f(r.peakRssBytes === undefined ? undefined : r.peakRssBytes / 2 ** 30)} | ${r.note ?? ''} |`);
 }
 console.log('\n(ratios: the engine\'s time over sd3.ts\'s on the same size; above 1 means sd3.ts is faster)');
 if (a.json) console.log(JSON.stringify({ cpu, threads: a.threads, steps: a.steps, rows }));

@@ -5,6 +5,7 @@
  *   npm run bench -- --checkpoint <path> [--size 512] [--steps 2] [--mode fp32|int8|resident] [--threads N] [--json]
  *   npm run bench -- --checkpoint <path> --size 256,512,1024,768x1344 --mode fp32,int8   (each run in its own process)
  *   npm run bench -- --checkpoint <path> --size 1024 --vae-tile 64,16   (also: tiled decode, its time and max difference)
+ *   npm run bench -- --checkpoint <path> --mode int8 --vae-int8   (int8 VAE decoder; also its difference from the exact decode)
  *   npm run bench -- --checkpoint <path> --device webgpu   (the GPU; also reports warm step and decode times)
  *   npm run bench -- --checkpoint <path> --device webgpu --mode fp32,fp16   (float16 MMDiT and VAE on the GPU)
  *   npm run bench -- --checkpoint <path> --profile   (ORT's profiler: a table of kernel time by operator type per model)
@@ -67,6 +68,7 @@ const options = {
   dtype, device, ...(a.threads !== undefined ? { threads: a.threads } : {}),
   ...(a.int8Clip ? { clipDtype: 'int8' as const } : {}),
   ...(mode === 'resident' ? { mmditHalfWeights: true } : {}),
+  ...(a.vaeInt8 ? { vaeDtype: 'int8' as const } : {}),
 } as const;
 const load: Record<string, number> = {};
 let t0 = performance.now();
@@ -110,6 +112,7 @@ const rssAfterSteps = rss();
 let decodeSeconds: number | undefined;
 let decodeWarmSeconds: number | undefined;
 let tiled: { vaeTile: string; tiledDecodeSeconds: number; tiledMaxDiff: number; tiledPeakAbs: number } | undefined;
+let vaeInt8: { exactDecodeSeconds: number; relativeRms: number; meanCodeDiff: number; maxCodeDiff: number } | undefined;
 if (!a.noDecode) {
   const z = tensor('float32', shape, latent);
   t0 = performance.now();
@@ -141,6 +144,29 @@ if (!a.noDecode) {
     tiled = { vaeTile: `${a.vaeTile.size},${a.vaeTile.overlap}`, tiledDecodeSeconds, tiledMaxDiff: max, tiledPeakAbs: peakAbs };
     await tiler.dispose();
   }
+  if (a.vaeInt8) {
+    // The exact (float32) decoder on the same latent: its time, and how far the int8 image is from it.
+    const exact = new SD3Backbone(weights, { ...options, vaeDtype: 'float32' });
+    await exact.decode(tensor('float32', [1, 16, 8, 8], new Float32Array(16 * 64)));
+    t0 = performance.now();
+    const ref = await exact.decode(z);
+    const exactDecodeSeconds = secs(t0);
+    await exact.dispose();
+    const code = (v: number) => Math.round((Math.min(1, Math.max(-1, v)) + 1) * 127.5);
+    let e = 0;
+    let n = 0;
+    let codes = 0;
+    let maxCode = 0;
+    for (let i = 0; i < ref.data.length; i++) {
+      const [x, r] = [img.data[i]!, ref.data[i]!];
+      e += (x - r) ** 2;
+      n += r ** 2;
+      const d = Math.abs(code(x) - code(r));
+      codes += d;
+      maxCode = Math.max(maxCode, d);
+    }
+    vaeInt8 = { exactDecodeSeconds, relativeRms: Math.sqrt(e / n), meanCodeDiff: codes / ref.data.length, maxCodeDiff: maxCode };
+  }
 }
 
 const result = {
@@ -161,6 +187,7 @@ const result = {
   decodeSeconds,
   ...(decodeWarmSeconds !== undefined ? { decodeWarmSeconds } : {}),
   ...(tiled ?? {}),
+  ...(vaeInt8 ? { vaeInt8 } : {}),
   peakRssBytes: rss(),
   rssAfterLoadBytes: rssLoaded,
   rssAfterStepsBytes: rssAfterSteps,
@@ -172,13 +199,17 @@ if (profileDir) {
   // One table per session, in creation order (the tiled decoder's session is its own).
   for (const p of endProfilingAll()) {
     // Each decoder session's first run is an 8x8 warm-up.
-    const warmup = p.label === 'VAE decoder';
+    const warmup = p.label.startsWith('VAE decoder');
     const s = summarizeProfileFile(p.path, `${p.label} (${mode}, ${size})`, warmup ? 1 : 0);
     if (s.runs > 0) console.log(`\n${profileTable(s)}\n(profile: ${p.path})\n`);
   }
 }
 if (!a.json) {
   printTable([result]);
+  if (vaeInt8) {
+    console.log(`int8 VAE decode ${decodeSeconds?.toFixed(2)} s against exact ${vaeInt8.exactDecodeSeconds.toFixed(2)} s; difference: relative RMS ${vaeInt8.relativeRms.toExponential(2)}, `
+      + `8-bit codes mean ${vaeInt8.meanCodeDiff.toFixed(2)}, max ${vaeInt8.maxCodeDiff}`);
+  }
   console.log(`load by part (s): ${Object.entries(load).map(([k, s]) => `${k} ${s.toFixed(1)}`).join(', ')}; steps: ${stepTimes.map((s) => s.toFixed(2)).join(', ')}; finite: ${finite}`);
 }
 console.log(JSON.stringify(result));

@@ -26,6 +26,9 @@ test('bench/run.ts arguments: defaults, lists, and each bad value named', () => 
   assert.deepEqual(b.sizes.map((s) => [s.width, s.height]), [[256, 256], [768, 1344]]);
   assert.deepEqual(b.vaeTile, { size: 64, overlap: 16 });
   assert.deepEqual(childRunArgs(b, 'int8', b.sizes[1]!).join(' '), '--checkpoint x --size 768x1344 --steps 1 --mode int8 --json --device cpu --vae-tile 64,16 --profile');
+  const q = parseRunArgs(['--checkpoint', 'x', '--mode', 'int8', '--vae-int8']);
+  assert.deepEqual([a.vaeInt8, q.vaeInt8], [false, true]);
+  assert.match(childRunArgs(q, 'int8', q.sizes[0]!).join(' '), / --vae-int8$/);
   const bad: [string[], RegExp][] = [
     [[], /--checkpoint is required/],
     [['--checkpoint', 'x', '--mode', 'fp8'], /--mode must be fp32, float32, int8, resident, fp16, float16 .*"fp8"/],
