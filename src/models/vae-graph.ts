@@ -79,7 +79,7 @@ export function buildVAEEncoder(store: WeightStore, config: VAEConfig, dtype: Fl
 
 /**
  * latent [B, z, h, w] (VAE space) -> image [B, 3, h*f, w*f], roughly in [-1, 1], not clamped. `int8` builds the
- * NHWC graph whose 3x3 convolutions after conv_in are int8 products (vae-int8-ops.ts; CPU only, float32 compute,
+ * NHWC graph whose 3x3 convolutions after conv_in are int8 products (vae-ops.ts `nhwcInt8`; CPU only, float32 compute,
  * not exact: BENCHMARKS.md "int8 VAE decode").
  */
 export function buildVAEDecoder(store: WeightStore, config: VAEConfig, dtype: FloatType = 'float32', opts: { int8?: boolean } = {}): BuiltModel {

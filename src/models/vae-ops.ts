@@ -3,7 +3,7 @@
  * blocks in vae-graph.ts are written against:
  * - `nchw`: the float graph (encoder and decoder, float32 or float16), ORT's Conv and InstanceNormalization;
  * - `nhwcInt8`: the int8 decoder's, [B, H, W, C] throughout so that its int8 im2col convolutions
- *   (nn/conv-int8.ts) need no transposes; GroupNorm as reductions over H and W.
+ *   (nn/conv-int8.ts) need no transposes; GroupNorm statistics as matrix products with a 1/HW row.
  */
 import { SD3Error } from '../core/errors.js';
 import { readWeightFloat32, shapeOf } from '../core/weights.js';

@@ -105,7 +105,7 @@ export interface VAEOptions extends RuntimeOptions {
    */
   readonly dtype?: FloatType;
   /**
-   * 'int8' runs the decoder's resnet and upsample 3x3 convolutions as int8 products (int8 weights quantized at
+   * 'int8' runs the decoder's 3x3 convolutions after conv_in (resnets, upsamples, conv_out) as int8 products (int8 weights quantized at
    * load, per-tensor uint8 activations; CPU only, float32 `dtype` only): about 2x faster decodes on CPUs with
    * VNNI or AMX, not exact (BENCHMARKS.md "int8 VAE decode"). Default 'float32', the exact decoder. The encoder
    * is float32 either way.

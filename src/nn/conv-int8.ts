@@ -16,9 +16,7 @@
 import { SD3Error } from '../core/errors.js';
 import { tensor } from '../core/tensor.js';
 import { MS_DOMAIN, type GraphBuilder, type Value } from '../onnx/builder.js';
-
-/** Symmetric per-output-channel int8, the same full range as the int8 Linears (quant/int8.ts). */
-const Q_MAX = 127;
+import { quantizePerChannel } from '../quant/int8.js';
 
 export interface Int8ConvWeight {
   /** int8 [9 * cin, cout]: row t * cin + c holds tap t = dy * 3 + dx of input channel c. */
@@ -28,21 +26,20 @@ export interface Int8ConvWeight {
   readonly cout: number;
 }
 
-/** Quantizes a float [cout, cin, 3, 3] kernel into the im2col layout above; a NaN or an infinity is refused. */
+/**
+ * Quantizes a float [cout, cin, 3, 3] kernel into the im2col layout above with the int8 Linears' scheme
+ * (quantizePerChannel: symmetric, one scale per output channel; a NaN or an infinity is refused): the kernel is
+ * reordered to [cout, 9, cin] so that its transposed rows come out tap-major.
+ */
 export function quantizeConv3x3(w: Float32Array, cout: number, cin: number, name = 'weight'): Int8ConvWeight {
   if (w.length !== cout * cin * 9) throw new SD3Error(`${name}: expected ${cout} x ${cin} x 3 x 3 values, got ${w.length}`);
-  const q = new Int8Array(9 * cin * cout);
-  const scale = new Float32Array(cout);
+  const tapMajor = new Float32Array(w.length);
   for (let o = 0; o < cout; o++) {
-    let max = 0;
-    for (let i = o * cin * 9; i < (o + 1) * cin * 9; i++) max = Math.max(max, Math.abs(w[i]!));
-    if (!Number.isFinite(max)) throw new SD3Error(`${name} holds ${Number.isNaN(max) ? 'NaN' : 'infinite'} values (output channel ${o}): the checkpoint is damaged`);
-    const s = max > 0 ? max / Q_MAX : 1;
-    scale[o] = s;
     for (let c = 0; c < cin; c++) {
-      for (let t = 0; t < 9; t++) q[(t * cin + c) * cout + o] = Math.round(w[(o * cin + c) * 9 + t]! / s);
+      for (let t = 0; t < 9; t++) tapMajor[(o * 9 + t) * cin + c] = w[(o * cin + c) * 9 + t]!;
     }
   }
+  const { q, scale } = quantizePerChannel(tapMajor, cout, 9 * cin, name);
   return { q, scale, cin, cout };
 }
 

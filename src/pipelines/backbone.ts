@@ -90,7 +90,7 @@ export interface BackboneOptions {
   readonly mmditHalfWeights?: boolean;
   /**
    * 'int8' decodes with the VAE decoder's 3x3 convolutions as int8 products (VAE `decoderDtype`; CPU only, with
-   * float32 or int8 `dtype`): 2.3x faster at 512² on a 2-core Xeon with AMX, not exact (BENCHMARKS.md "int8 VAE
+   * float32 or int8 `dtype`): about 2x faster at 512² on a 2-core Xeon with AMX, not exact (BENCHMARKS.md "int8 VAE
    * decode"). Default 'float32', the exact decoder, in every mode.
    */
   readonly vaeDtype?: 'float32' | 'int8';
