@@ -7,7 +7,8 @@
  */
 import { SD3Error } from '../core/errors.js';
 import { readWeightFloat32, shapeOf } from '../core/weights.js';
-import { type Int8ConvWeight, conv3x3Int8, foldUpsampleConv3x3, im2colIndex, quantizeConv3x3, upsampleConv3x3Int8 } from '../nn/conv-int8.js';
+import { type Int8ConvWeight, conv3x3Int8, foldUpsampleConv3x3, im2colIndex, upsampleConv3x3Int8 } from '../nn/conv-int8.js';
+import { quantizeConv3x3 } from '../quant/int8.js';
 import { conv2d, hasParam, inFloat32, type NN, narrow, param, widen } from '../nn/layers.js';
 import type { Value } from '../onnx/builder.js';
 import type { VAEConfig } from './vae-config.js';

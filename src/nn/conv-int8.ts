@@ -16,31 +16,14 @@
 import { SD3Error } from '../core/errors.js';
 import { tensor } from '../core/tensor.js';
 import { MS_DOMAIN, type GraphBuilder, type Value } from '../onnx/builder.js';
-import { quantizePerChannel } from '../quant/int8.js';
 
+/** A 3x3 kernel quantized for the im2col product (quant/int8.ts `quantizeConv3x3`). */
 export interface Int8ConvWeight {
   /** int8 [9 * cin, cout]: row t * cin + c holds tap t = dy * 3 + dx of input channel c. */
   readonly q: Int8Array;
   readonly scale: Float32Array;
   readonly cin: number;
   readonly cout: number;
-}
-
-/**
- * Quantizes a float [cout, cin, 3, 3] kernel into the im2col layout above with the int8 Linears' scheme
- * (quantizePerChannel: symmetric, one scale per output channel; a NaN or an infinity is refused): the kernel is
- * reordered to [cout, 9, cin] so that its transposed rows come out tap-major.
- */
-export function quantizeConv3x3(w: Float32Array, cout: number, cin: number, name = 'weight'): Int8ConvWeight {
-  if (w.length !== cout * cin * 9) throw new SD3Error(`${name}: expected ${cout} x ${cin} x 3 x 3 values, got ${w.length}`);
-  const tapMajor = new Float32Array(w.length);
-  for (let o = 0; o < cout; o++) {
-    for (let c = 0; c < cin; c++) {
-      for (let t = 0; t < 9; t++) tapMajor[(o * 9 + t) * cin + c] = w[(o * cin + c) * 9 + t]!;
-    }
-  }
-  const { q, scale } = quantizePerChannel(tapMajor, cout, 9 * cin, name);
-  return { q, scale, cin, cout };
 }
 
 /**

@@ -15,6 +15,7 @@ import * as path from 'node:path';
 import { SD3Error } from '../core/errors.js';
 import { SafetensorsFile, type TensorEntry, writeSafetensorsEntries, writeSafetensorsEntriesAsync } from '../core/safetensors.js';
 import { type WeightRef, type WeightStore, readWeightFloat32, withPrefix, SafetensorsStore } from '../core/weights.js';
+import type { Int8ConvWeight } from '../nn/conv-int8.js';
 import type { QuantizedLinears } from '../nn/layers.js';
 
 const SCHEME = 'sd3-ts int8 per-output-channel symmetric v1';
@@ -51,6 +52,23 @@ export function quantizePerChannel(w: Float32Array, out: number, inp: number, na
     }
   }
   return { q, scale };
+}
+
+/**
+ * Quantizes a float [cout, cin, 3, 3] kernel into the im2col layout of nn/conv-int8.ts with the int8 Linears' scheme
+ * (quantizePerChannel: symmetric, one scale per output channel; a NaN or an infinity is refused): the kernel is
+ * reordered to [cout, 9, cin] so that its transposed rows come out tap-major.
+ */
+export function quantizeConv3x3(w: Float32Array, cout: number, cin: number, name = 'weight'): Int8ConvWeight {
+  if (w.length !== cout * cin * 9) throw new SD3Error(`${name}: expected ${cout} x ${cin} x 3 x 3 values, got ${w.length}`);
+  const tapMajor = new Float32Array(w.length);
+  for (let o = 0; o < cout; o++) {
+    for (let c = 0; c < cin; c++) {
+      for (let t = 0; t < 9; t++) tapMajor[(o * 9 + t) * cin + c] = w[(o * cin + c) * 9 + t]!;
+    }
+  }
+  const { q, scale } = quantizePerChannel(tapMajor, cout, 9 * cin, name);
+  return { q, scale, cin, cout };
 }
 
 /** Records which Linear weights a graph asks for (used to learn a model's Linear layers). */
